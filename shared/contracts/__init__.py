@@ -1,0 +1,27 @@
+"""The fleet's event contract: CloudEvents envelope, versioned payloads, topics."""
+
+from shared.contracts.envelope import CloudEvent, stable_event_id, utcnow
+from shared.contracts.registry import (
+    EVENT_TYPES,
+    INTERACTION_TYPES,
+    TOPICS,
+    EventTypeName,
+    Topic,
+    dead_letter_topic,
+    payload_model,
+    topic_for,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "INTERACTION_TYPES",
+    "TOPICS",
+    "CloudEvent",
+    "EventTypeName",
+    "Topic",
+    "dead_letter_topic",
+    "payload_model",
+    "stable_event_id",
+    "topic_for",
+    "utcnow",
+]

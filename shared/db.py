@@ -1,0 +1,139 @@
+"""SQLAlchemy engines, sessions and the processed-event ledger every consumer group uses.
+
+SQLite is the default everywhere (one file per service under ``data_dir``); PostgreSQL is used when a
+service's ``database_url`` says so. The ledger lives in the same database as the service's state so
+that "apply the events" and "remember their ids" commit in one transaction: exactly once in effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def sqlite_url(data_dir: str | Path, name: str) -> str:
+    """URL of the service's SQLite file, creating the folder."""
+    path = Path(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(path / f'{name}.db').resolve()}"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with the settings this fleet relies on (WAL and foreign keys on SQLite)."""
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits when the block succeeds and rolls back when it raises."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def database_is_reachable(engine: Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+ledger_metadata = MetaData()
+processed_events = Table(
+    "processed_events",
+    ledger_metadata,
+    Column("consumer_group", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class EventLedger:
+    """Remembers which event ids a consumer group has applied, inside the caller's transaction."""
+
+    def __init__(self, engine: Engine, consumer_group: str) -> None:
+        self.engine = engine
+        self.consumer_group = consumer_group
+        self.session_factory = make_session_factory(engine)
+        ledger_metadata.create_all(engine, checkfirst=True)
+
+    def unseen(self, session: Session, event_ids: Iterable[str]) -> set[str]:
+        """The ids in ``event_ids`` this group has not applied yet."""
+        ids = set(event_ids)
+        if not ids:
+            return ids
+        seen: set[str] = set()
+        id_list = list(ids)
+        for start in range(0, len(id_list), 500):
+            chunk = id_list[start : start + 500]
+            rows = session.execute(
+                select(processed_events.c.event_id).where(
+                    processed_events.c.consumer_group == self.consumer_group,
+                    processed_events.c.event_id.in_(chunk),
+                )
+            )
+            seen.update(row[0] for row in rows)
+        return ids - seen
+
+    def mark(self, session: Session, event_ids: Iterable[str]) -> None:
+        now = datetime.now(UTC)
+        rows = [{"consumer_group": self.consumer_group, "event_id": i, "processed_at": now} for i in event_ids]
+        if not rows:
+            return
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(insert(processed_events).on_conflict_do_nothing(), rows)
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            result = connection.execute(
+                select(processed_events.c.event_id).where(processed_events.c.consumer_group == self.consumer_group)
+            )
+            return len(result.all())

@@ -1,0 +1,400 @@
+"""The fleet's Kafka bus on kafka-python: a publisher and a consumer loop.
+
+Guarantees of :class:`EventConsumer`:
+
+* events of one key (customer) are handled in partition order;
+* a batch's effect and the ids of its events are committed in one database transaction
+  (:class:`shared.db.EventLedger`), and the Kafka offsets are committed only after that, so a crash at
+  any point re-delivers at most events whose ids are already recorded: exactly once in effect;
+* anything that cannot be applied (not JSON, not a CloudEvent, unknown type, payload that violates its
+  schema, or a handler that still fails after bounded retries) goes to ``<topic>.dlq`` with headers
+  naming the reason and the original topic/partition/offset, and consumption continues;
+* ``stop()`` (wired to SIGTERM through the service's lifespan) finishes the batch in hand, commits and
+  closes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from shared.contracts import CloudEvent, dead_letter_topic, payload_model
+from shared.db import EventLedger
+from shared.logging import get_logger
+from shared.metrics import (
+    CONSUMER_LAG,
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_DUPLICATE,
+    EVENTS_FAILED,
+    EVENTS_PUBLISHED,
+    HANDLER_SECONDS,
+)
+from shared.settings import KafkaSettings
+
+log = get_logger(__name__)
+
+
+class DeadLetterReason:
+    INVALID_JSON = "invalid_json"
+    INVALID_ENVELOPE = "invalid_envelope"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_PAYLOAD = "invalid_payload"
+    HANDLER_ERROR = "handler_error"
+
+
+# Header names on dead-lettered records.
+DLQ_REASON = "crm-dlq-reason"
+DLQ_DETAIL = "crm-dlq-detail"
+DLQ_TOPIC = "crm-original-topic"
+DLQ_PARTITION = "crm-original-partition"
+DLQ_OFFSET = "crm-original-offset"
+DLQ_GROUP = "crm-consumer-group"
+
+
+def ensure_topics(settings: KafkaSettings, topics: Iterable[str], *, with_dead_letters: bool = True) -> None:
+    """Create topics (and their ``.dlq``) if they are missing; existing ones are left alone."""
+    if not settings.auto_create_topics:
+        return
+    names = set(topics)
+    if with_dead_letters:
+        names |= {dead_letter_topic(t) for t in names if not t.endswith(".dlq")}
+    admin = KafkaAdminClient(bootstrap_servers=settings.servers(), client_id=f"{settings.client_id}-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = sorted(names - existing)
+        for name in missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor)]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created it between list and create
+        if missing:
+            log.info("topics_created", topics=missing)
+    finally:
+        admin.close()
+
+
+class EventPublisher:
+    """Publishes CloudEvents with ``acks=all``; the key keeps one customer's events in order."""
+
+    def __init__(self, settings: KafkaSettings, *, client_id: str | None = None, linger_ms: int = 5) -> None:
+        self.settings = settings
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.servers(),
+            client_id=client_id or settings.client_id,
+            acks="all",
+            linger_ms=linger_ms,
+            retries=5,
+            # One request in flight per connection keeps per-key order even when a send is retried.
+            max_in_flight_requests_per_connection=1,
+            batch_size=256 * 1024,
+            compression_type=None,
+        )
+
+    def publish(self, topic: str, event: CloudEvent, key: str | None = None) -> Any:
+        """Queue one event; returns kafka-python's future (``.get(timeout)`` waits for the ack)."""
+        future = self._producer.send(
+            topic, value=event.to_json_bytes(), key=(key or event.subject or event.id).encode()
+        )
+        EVENTS_PUBLISHED.labels(topic).inc()
+        return future
+
+    def publish_raw(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> Any:
+        return self._producer.send(topic, value=value, key=key, headers=headers or [])
+
+    def publish_and_wait(
+        self, items: Sequence[tuple[str, CloudEvent, str | None]], timeout_s: float = 10.0
+    ) -> None:
+        """Publish ``(topic, event, key)`` items and return once the broker acknowledged every one."""
+        futures = [self.publish(topic, event, key) for topic, event, key in items]
+        self._producer.flush(timeout=timeout_s)
+        for future in futures:
+            future.get(timeout=timeout_s)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def is_connected(self) -> bool:
+        return bool(self._producer.bootstrap_connected())
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._producer.close(timeout=timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """A consumed event: its envelope, the validated payload, and where it came from."""
+
+    envelope: CloudEvent
+    payload: BaseModel
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+    @property
+    def subject(self) -> str | None:
+        return self.envelope.subject
+
+
+EventHandler = Callable[[Sequence[InboundEvent], Session], None]
+"""Applies a batch of new (never applied) events inside the given transaction. Must not commit."""
+
+
+class _Poison(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_record(value: bytes | None) -> tuple[CloudEvent, BaseModel]:
+    """Parse a record's value into its envelope and payload, or raise :class:`_Poison`."""
+    if value is None:
+        raise _Poison(DeadLetterReason.INVALID_JSON, "record has no value")
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Poison(DeadLetterReason.INVALID_JSON, f"not JSON: {exc}") from exc
+    try:
+        envelope = CloudEvent.model_validate(raw)
+    except ValidationError as exc:
+        raise _Poison(DeadLetterReason.INVALID_ENVELOPE, f"not a CloudEvent: {_short(exc)}") from exc
+    model = payload_model(envelope.type)
+    if model is None:
+        raise _Poison(DeadLetterReason.UNKNOWN_TYPE, f"unknown event type {envelope.type!r}")
+    try:
+        payload = model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise _Poison(DeadLetterReason.INVALID_PAYLOAD, f"{envelope.type} payload invalid: {_short(exc)}") from exc
+    return envelope, payload
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+    )
+
+
+class EventConsumer:
+    """A consumer-group member that applies events through ``handler`` with the guarantees above."""
+
+    def __init__(
+        self,
+        *,
+        settings: KafkaSettings,
+        group_id: str,
+        topics: Sequence[str],
+        handler: EventHandler,
+        ledger: EventLedger,
+        event_types: Iterable[str] | None = None,
+        client_id: str | None = None,
+        dead_letters: EventPublisher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.handler = handler
+        self.ledger = ledger
+        self.event_types = frozenset(event_types) if event_types is not None else None
+        self.client_id = client_id or f"{settings.client_id}-{group_id}"
+        self._dead_letters = dead_letters
+        self._owns_dead_letters = dead_letters is None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: KafkaConsumer | None = None
+        self.assigned = threading.Event()
+        self.error: BaseException | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> EventConsumer:
+        """Run the loop in a daemon thread (what services do inside their lifespan)."""
+        self._thread = threading.Thread(target=self.run, name=f"consumer-{self.group_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the batch in hand, commit, close."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self) -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.servers(),
+            group_id=self.group_id,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
+            max_poll_records=self.settings.max_poll_records,
+        )
+        self._consumer = consumer
+        if self._dead_letters is None:
+            self._dead_letters = EventPublisher(self.settings, client_id=f"{self.client_id}-dlq")
+        consumer.subscribe(self.topics)
+        log.info("consumer_started", group=self.group_id, topics=self.topics)
+        try:
+            while not self._stop.is_set():
+                records = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+                if consumer.assignment():
+                    self.assigned.set()
+                if records:
+                    self.process(records)
+                    self._report_lag(consumer)
+        except BaseException as exc:
+            self.error = exc
+            log.exception("consumer_crashed", group=self.group_id)
+            raise
+        finally:
+            consumer.close(autocommit=False)
+            if self._owns_dead_letters and self._dead_letters is not None:
+                self._dead_letters.close()
+            log.info("consumer_stopped", group=self.group_id)
+
+    # -- one poll's worth ---------------------------------------------------------------------
+
+    def process(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """Apply one poll's records and commit their offsets; public so tests can drive a crash."""
+        batch: list[InboundEvent] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, messages in records.items():
+            for message in messages:
+                offsets[tp] = OffsetAndMetadata(message.offset + 1, "", -1)
+                try:
+                    envelope, payload = parse_record(message.value)
+                except _Poison as poison:
+                    self._dead_letter(message, poison.reason, poison.detail)
+                    continue
+                if self.event_types is not None and envelope.type not in self.event_types:
+                    continue  # a known type this group does not act on
+                batch.append(InboundEvent(envelope, payload, tp.topic, tp.partition, message.offset))
+        if batch:
+            self._apply(batch)
+        if self._dead_letters is not None:
+            self._dead_letters.flush()
+        self.commit(offsets)
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        assert self._consumer is not None
+        self._consumer.commit(offsets)
+
+    def _apply(self, batch: list[InboundEvent]) -> None:
+        topic = batch[0].topic
+        attempts = self.settings.handler_retries + 1
+        for attempt in range(attempts):
+            try:
+                self._apply_once(batch)
+                return
+            except Exception:
+                EVENTS_FAILED.labels(self.group_id, topic).inc()
+                log.warning("handler_failed", group=self.group_id, events=len(batch), attempt=attempt + 1, exc_info=True)
+                time.sleep(self.settings.retry_backoff_ms / 1000 * (2**attempt))
+        if len(batch) == 1:
+            event = batch[0]
+            self._dead_letter_event(event, DeadLetterReason.HANDLER_ERROR, self._last_error_text(event))
+            return
+        # Isolate the poison event: apply one at a time, dead-letter the ones that still fail.
+        for event in batch:
+            self._apply([event])
+
+    def _last_error_text(self, event: InboundEvent) -> str:
+        try:
+            self._apply_once([event])
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:1000]
+        return "handler failed on retries, then succeeded"
+
+    def _apply_once(self, batch: list[InboundEvent]) -> None:
+        started = time.perf_counter()
+        with self.ledger.session_factory() as session, session.begin():
+            new_ids = self.ledger.unseen(session, (e.id for e in batch))
+            fresh: list[InboundEvent] = []
+            for event in batch:
+                if event.id in new_ids:
+                    fresh.append(event)
+                    new_ids.discard(event.id)  # the same id twice in one batch counts once
+            duplicates = len(batch) - len(fresh)
+            if fresh:
+                self.handler(fresh, session)
+                self.ledger.mark(session, (e.id for e in fresh))
+        HANDLER_SECONDS.labels(self.group_id, batch[0].topic).observe(time.perf_counter() - started)
+        for event in fresh:
+            EVENTS_CONSUMED.labels(self.group_id, event.topic, event.type).inc()
+        if duplicates:
+            EVENTS_DUPLICATE.labels(self.group_id, batch[0].topic).inc(duplicates)
+
+    def _dead_letter_event(self, event: InboundEvent, reason: str, detail: str) -> None:
+        assert self._dead_letters is not None
+        self._send_dead_letter(
+            event.topic, event.partition, event.offset, event.envelope.to_json_bytes(), (event.subject or "").encode(),
+            reason, detail,
+        )
+
+    def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        self._send_dead_letter(message.topic, message.partition, message.offset, message.value, message.key, reason, detail)
+
+    def _send_dead_letter(
+        self, topic: str, partition: int, offset: int, value: bytes | None, key: bytes | None, reason: str, detail: str
+    ) -> None:
+        assert self._dead_letters is not None
+        headers = [
+            (DLQ_REASON, reason.encode()),
+            (DLQ_DETAIL, detail[:2000].encode()),
+            (DLQ_TOPIC, topic.encode()),
+            (DLQ_PARTITION, str(partition).encode()),
+            (DLQ_OFFSET, str(offset).encode()),
+            (DLQ_GROUP, self.group_id.encode()),
+        ]
+        self._dead_letters.publish_raw(dead_letter_topic(topic), value or b"", key or None, headers)
+        EVENTS_DEAD_LETTERED.labels(self.group_id, topic, reason).inc()
+        log.warning("event_dead_lettered", group=self.group_id, topic=topic, partition=partition, offset=offset,
+                    reason=reason, detail=detail[:300])
+
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(0, highwater - consumer.position(tp)))
+
+    def lag(self) -> int | None:
+        """Total messages behind across assigned partitions (None before the first fetch)."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        total = 0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                return None
+            total += max(0, highwater - consumer.position(tp))
+        return total

@@ -1,0 +1,68 @@
+"""Settings every service shares: the Kafka connection, logging and the fleet's environment.
+
+Each service defines one ``BaseSettings`` subclass with the env prefix ``CRM_<SERVICE>_`` and embeds
+:class:`KafkaSettings` (prefix ``CRM_KAFKA_``), so one variable points the whole fleet at a broker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka and how consumers behave; shared by every service."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_KAFKA_", extra="ignore")
+
+    bootstrap: str = Field(
+        default="",
+        description="Comma-separated bootstrap servers. Empty means: use the embedded broker started by "
+        "`crm up` (which sets this variable for the processes it starts).",
+    )
+    client_id: str = "crm"
+    partitions: int = Field(default=4, ge=1, description="Partitions for topics this fleet creates.")
+    replication_factor: int = Field(default=1, ge=1)
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    max_poll_records: int = Field(default=500, ge=1)
+    poll_timeout_ms: int = Field(default=200, ge=1)
+    handler_retries: int = Field(default=3, ge=0, description="Retries of a failing handler before DLQ.")
+    retry_backoff_ms: int = Field(default=100, ge=0)
+    auto_create_topics: bool = True
+
+    def servers(self) -> list[str]:
+        """The bootstrap list; fails with a clear message when nothing is configured."""
+        servers = [s.strip() for s in self.bootstrap.split(",") if s.strip()]
+        if not servers:
+            raise ValueError(
+                "CRM_KAFKA_BOOTSTRAP is empty: set it to your Kafka bootstrap servers "
+                "(host:port[,host:port]) or start the fleet with `crm up`, which runs an embedded broker."
+            )
+        return servers
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service has. Subclasses set ``env_prefix`` to ``CRM_<SERVICE>_``."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+
+    environment: Literal["dev", "test", "prod"] = "dev"
+    log_level: str = "INFO"
+    log_json: bool | None = Field(default=None, description="JSON logs; defaults to on outside dev.")
+    data_dir: str = Field(default="var", description="Where SQLite files and model versions are kept.")
+    internal_api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, every non-probe route of an internal service requires this key "
+        "(the gateway sends it). Unset: internal services trust their network.",
+    )
+    consume_events: bool = Field(default=True, description="Run the Kafka consumers inside the service.")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+@lru_cache
+def get_kafka_settings() -> KafkaSettings:
+    return KafkaSettings()
