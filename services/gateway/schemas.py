@@ -1,0 +1,159 @@
+"""Request and response models of the gateway's own routes (proxied routes pass the services' bodies)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from shared.contracts.events import CustomerRef
+
+# -- ingest ------------------------------------------------------------------------------------
+
+
+class SimpleEvent(BaseModel):
+    """The simple form: a short or full type name and the payload fields next to it."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "purchase",
+                    "customer": {"email": "ada@example.com"},
+                    "order_id": "o-1001",
+                    "amount": 42.5,
+                    "currency": "EUR",
+                    "items": [{"item_id": "sku-1", "quantity": 1, "price": 42.5}],
+                }
+            ]
+        },
+    )
+
+    type: str = Field(min_length=1, examples=["purchase", "crm.review.v1"])
+    customer: CustomerRef | None = Field(default=None, description="Required by every interaction type.")
+    id: str | None = Field(default=None, description="Event id; retries with the same id are applied once.")
+    time: datetime | None = None
+    source: str | None = None
+
+
+class ItemErrorOut(BaseModel):
+    index: int = Field(description="Position of the refused event in the request.")
+    error: str
+    detail: Any
+
+
+class IngestResponse(BaseModel):
+    """Events acknowledged by the broker (``acks=all``) and the ones refused, by position."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"accepted": 1, "ids": ["8c6f0c0e-..."], "errors": []}]}
+    )
+
+    accepted: int
+    ids: list[str]
+    errors: list[ItemErrorOut] = Field(default_factory=list)
+
+
+# -- customer 360 ------------------------------------------------------------------------------
+
+
+class Customer360(BaseModel):
+    """Everything the fleet knows about a customer; a part is null when its service did not answer
+    (then it is named in ``degraded``) or has nothing on the customer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "c-42",
+                    "profile": {"customer_id": "c-42", "traits": {"name": "Ada"}},
+                    "identities": [{"type": "email", "value": "a***@example.com"}],
+                    "segments": ["champions"],
+                    "clv": {"p_alive": 0.91, "expected_value": 118.2},
+                    "sentiment": {"trend": "steady", "last_label": "positive"},
+                    "recommendations": {"items": [{"item_id": "50", "score": 0.8, "because": ["181"]}]},
+                    "churn": {"probability": 0.12, "band": "low", "reasons": ["ordered 3 days ago, -0.10"]},
+                    "next_best_action": None,
+                    "degraded": ["sentiment"],
+                }
+            ]
+        }
+    )
+
+    customer_id: str
+    profile: dict[str, Any] | None
+    identities: Any = None
+    segments: Any = None
+    clv: Any = None
+    sentiment: Any = None
+    recommendations: Any = None
+    churn: dict[str, Any] | None = None
+    next_best_action: Any = None
+    degraded: list[str] = Field(default_factory=list, description="Services that did not answer in time.")
+
+
+# -- admin -------------------------------------------------------------------------------------
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, examples=["shop backend"])
+    scopes: list[str] = Field(min_length=1, examples=[["events:write", "customers:read"]])
+    rate_limit_per_s: float | None = Field(
+        default=None, gt=0, le=1_000_000, description="This key's limit; default: the gateway's setting."
+    )
+
+
+class ApiKeyOut(BaseModel):
+    key_id: str
+    name: str
+    scopes: list[str]
+    rate_limit_per_s: float | None
+    active: bool
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The API key. Shown this once; only its hash is stored.")
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+class WebhookCreate(BaseModel):
+    url: AnyHttpUrl = Field(examples=["https://hooks.example.com/crm"])
+    event_types: list[str] = Field(
+        min_length=1, examples=[["churn_risk_changed", "crm.segment_membership_changed.v1"]]
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str | None
+    active: bool
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="HMAC-SHA256 key: X-CRM-Signature is "
+        "sha256=hex(hmac(secret, f'{X-CRM-Timestamp}.{body}')). Shown this once."
+    )
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: str
+    event_id: str
+    event_type: str
+    status: str = Field(description="pending, delivered or failed (after the last retry).")
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None

@@ -1,0 +1,99 @@
+"""The customer 360: one parallel fan-out to the services, each part optional."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+from services.gateway.downstream import Downstream, DownstreamResponse, DownstreamUnavailable
+from services.gateway.schemas import Customer360
+from shared.errors import NotFound
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def segment_path(value: str) -> str:
+    """A client-supplied id as one URL path segment (``../x`` must not reach another route)."""
+    return quote(value, safe="")
+
+
+def _first(source: dict[str, Any] | None, *names: str) -> Any:
+    if not source:
+        return None
+    for name in names:
+        if source.get(name) is not None:
+            return source[name]
+    return None
+
+
+async def _call(
+    downstream: Downstream,
+    path: str,
+    route: str,
+    timeout_s: float,
+    request_id: str | None,
+    params: Any = None,
+) -> DownstreamResponse | DownstreamUnavailable:
+    try:
+        return await downstream.request(
+            "GET", path, route=route, params=params, timeout_s=timeout_s, request_id=request_id
+        )
+    except DownstreamUnavailable as exc:
+        return exc
+
+
+def _body(result: DownstreamResponse | DownstreamUnavailable, degraded: list[str], name: str) -> Any:
+    if isinstance(result, DownstreamUnavailable):
+        degraded.append(name)
+        return None
+    if result.status_code >= 400:
+        return None  # the service has nothing on this customer (e.g. 404): not an outage
+    return result.body
+
+
+async def customer_360(
+    downstreams: dict[str, Downstream],
+    customer_id: str,
+    *,
+    timeout_s: float,
+    recommendations: int,
+    request_id: str | None,
+) -> Customer360:
+    """Profile, recommendations and churn fetched in parallel; a dead service leaves its part null."""
+    cid = segment_path(customer_id)
+    profile_r, recs_r, churn_r = await asyncio.gather(
+        _call(downstreams["profile"], f"/customers/{cid}", "/customers/{id}", timeout_s, request_id),
+        _call(
+            downstreams["recsys"],
+            f"/recommendations/{cid}",
+            "/recommendations/{id}",
+            timeout_s,
+            request_id,
+            {"k": recommendations},
+        ),
+        _call(downstreams["churn"], f"/churn/{cid}", "/churn/{id}", timeout_s, request_id),
+    )
+    if isinstance(profile_r, DownstreamResponse) and profile_r.status_code == 404:
+        raise NotFound(f"no customer {customer_id!r}")
+    degraded: list[str] = []
+    profile = _body(profile_r, degraded, "profile")
+    recs = _body(recs_r, degraded, "recsys")
+    churn = _body(churn_r, degraded, "churn")
+    profile = profile if isinstance(profile, dict) else None
+    churn = churn if isinstance(churn, dict) else None
+    if degraded:
+        log.warning("c360_degraded", customer_id=customer_id, degraded=degraded)
+    return Customer360(
+        customer_id=str(_first(profile, "customer_id", "id") or customer_id),
+        profile=profile,
+        identities=_first(profile, "identities", "identifiers"),
+        segments=_first(profile, "segments"),
+        clv=_first(profile, "clv"),
+        sentiment=_first(profile, "sentiment", "sentiment_summary", "sentiment_trend"),
+        recommendations=recs,
+        churn=churn,
+        next_best_action=_first(churn, "next_best_action", "next_best_actions"),
+        degraded=degraded,
+    )
