@@ -105,8 +105,9 @@ def fit_linear(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, C: float = 0.3) 
 
     n_num = len(spec.numeric)
     numeric = X[:, :n_num]
-    mean = np.nanmean(numeric, axis=0) if n_num else np.zeros(0)
-    mean = np.where(np.isnan(mean), 0.0, mean)
+    present = ~np.isnan(numeric)
+    # Columns never observed (e.g. sentiment in a purchases-only data set) get centre 0, weight ~0.
+    mean = np.where(present, numeric, 0.0).sum(axis=0) / np.maximum(present.sum(axis=0), 1)
     filled = np.where(np.isnan(numeric), mean, numeric)
     scale = filled.std(axis=0) if n_num else np.ones(0)
     scale = np.where(scale > 1e-12, scale, 1.0)
@@ -138,13 +139,14 @@ def _train_gbt(
     valid: tuple[np.ndarray, np.ndarray] | None,
     seed: int,
     monotone: list[int] | None,
+    learning_rate: float = 0.02,
 ) -> Any:
     import lightgbm as lgb
 
     cat_idx = list(range(len(spec.numeric), len(spec.names)))
     full = {
         "objective": "binary",
-        "learning_rate": 0.02,
+        "learning_rate": learning_rate,
         "subsample_freq": 1,
         "verbose": -1,
         "num_threads": 1,
@@ -179,6 +181,7 @@ def fit_model(
     val_fraction: float = 0.25,
     seed: int = 7,
     max_rounds: int = 3000,
+    learning_rate: float = 0.02,
     blend: bool = True,
     monotone: dict[str, int] | None = None,
     extra: dict[str, Any] | None = None,
@@ -193,7 +196,7 @@ def fit_model(
     lr_val = linear.raw(Xv, len(spec.numeric)) if linear is not None else None
     best: tuple[float, dict[str, Any], float, Any] | None = None
     for params in grid:
-        booster = _train_gbt(Xf, yf, spec, params, max_rounds, (Xv, yv), seed, mono)
+        booster = _train_gbt(Xf, yf, spec, params, max_rounds, (Xv, yv), seed, mono, learning_rate)
         gbt_val = booster.predict(Xv, raw_score=True, num_iteration=booster.best_iteration)
         for w in BLEND_WEIGHTS if linear is not None else (1.0,):
             raw = gbt_val if lr_val is None else w * gbt_val + (1 - w) * lr_val
@@ -211,7 +214,7 @@ def fit_model(
     val_auc, params, weight, booster = best
     trees = max(1, int(booster.best_iteration or max_rounds))
     # Re-train without the validation set attached so the saved booster holds exactly `trees` trees.
-    booster = _train_gbt(Xf, yf, spec, params, trees, None, seed, mono)
+    booster = _train_gbt(Xf, yf, spec, params, trees, None, seed, mono, learning_rate)
     raw_val = booster.predict(Xv, raw_score=True)
     if linear is not None and weight < 1.0:
         raw_val = weight * raw_val + (1 - weight) * linear.raw(Xv, len(spec.numeric))
@@ -237,7 +240,7 @@ def fit_model(
         calibrator=calibrator,
         base_rate=float(y.mean()),
         metrics=metrics,
-        params={**params, "learning_rate": 0.02, "calibration": calibration},
+        params={**params, "learning_rate": learning_rate, "calibration": calibration},
         extra=extra,
     )
     return FitResult(model, val_auc, time.perf_counter() - started)
@@ -309,3 +312,43 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def select_columns(names: Sequence[str], frame: Any) -> Any:
     return frame[list(names)]
+
+
+def train_events(
+    histories: dict[str, list[Any]],
+    cutoffs: Sequence[float],
+    label_days: float,
+    *,
+    tune: bool = False,
+    calibration: str = "platt",
+    progress: bool = False,
+    source: str = "events",
+    learning_rate: float = 0.05,
+    max_rounds: int = 800,
+) -> FitResult:
+    """The from-events model: point-in-time snapshots at ``cutoffs`` (each label window must end inside
+    the data), GBT (+LR blend when it helps on validation), BG/NBD parameters of the last cutoff kept
+    for serving P(alive)."""
+    from services.churn.features import event_spec, snapshots
+
+    snap = snapshots(histories, cutoffs, label_days, progress=progress)
+    spec = event_spec()
+    X = spec.matrix(snap.rows)
+    # Only the latest cutoff's BG/NBD parameters are used online, where "as of" is later still.
+    params = snap.params.to_dict() if snap.params is not None else None
+    result = fit_model(
+        X,
+        snap.labels,
+        spec,
+        kind="events",
+        groups=snap.groups,
+        tune=tune,
+        calibration=calibration,
+        # Longer silence can only raise churn risk; recent activity can only lower it.
+        monotone={"recency_days": 1, "activity_30": -1, "activity_90": -1},
+        learning_rate=learning_rate,
+        max_rounds=max_rounds,
+        extra={"bgnbd": params, "label_days": label_days, "source": source, "cutoffs": list(cutoffs)},
+    )
+    result.model.metrics.update({"snapshot_rows": len(snap.rows), "customers": len(histories)})
+    return result
