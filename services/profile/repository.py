@@ -1,0 +1,280 @@
+"""All SQL of the profile service. Hot paths read and write whole batches with one statement each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from services.profile.models import (
+    BatchRun,
+    Customer,
+    ErasureReceipt,
+    Identifier,
+    Merge,
+    Segment,
+    SegmentMember,
+    TimelineEntry,
+)
+
+CUSTOMER_COLUMNS = tuple(c.name for c in Customer.__table__.columns)
+CHUNK = 500
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _locks(session: Session) -> bool:
+    # SQLite serialises writers anyway; on PostgreSQL concurrent writers (API and consumer) must lock rows.
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# --- customers ---------------------------------------------------------------------------------
+
+
+def load_customers(session: Session, ids: Iterable[str], *, lock: bool = True) -> dict[str, dict[str, Any]]:
+    """Customer rows as plain dicts, keyed by id, in one query per 500 ids."""
+    wanted = sorted(set(ids))
+    table = Customer.__table__
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(wanted):
+        query = select(table).where(table.c.id.in_(chunk))
+        if lock and _locks(session):
+            query = query.with_for_update()
+        for row in session.execute(query).mappings():
+            found[row["id"]] = dict(row)
+    return found
+
+
+def insert_customers(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(Customer), rows)
+
+
+def update_customers(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Bulk UPDATE by primary key (one executemany)."""
+    if rows:
+        session.execute(update(Customer), rows)
+
+
+def delete_customers(session: Session, ids: Sequence[str]) -> int:
+    return session.execute(delete(Customer).where(Customer.id.in_(ids))).rowcount or 0
+
+
+def customers_merged_into(session: Session, survivor_id: str) -> list[str]:
+    return list(session.scalars(select(Customer.id).where(Customer.merged_into == survivor_id)))
+
+
+def search_customers(
+    session: Session, filters: list[Any], order_by: Any, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    table = Customer.__table__
+    base: Select[Any] = select(table).where(table.c.status == "active", *filters)
+    total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    rows = session.execute(base.order_by(order_by, table.c.id).limit(limit).offset(offset)).mappings()
+    return [dict(r) for r in rows], int(total)
+
+
+def all_active_customers(session: Session) -> list[dict[str, Any]]:
+    table = Customer.__table__
+    return [dict(r) for r in session.execute(select(table).where(table.c.status == "active")).mappings()]
+
+
+# --- identifiers -------------------------------------------------------------------------------
+
+
+def identifier_owners(session: Session, hashes: Iterable[str]) -> dict[str, str]:
+    wanted = sorted(set(hashes))
+    owners: dict[str, str] = {}
+    for chunk in _chunks(wanted):
+        rows = session.execute(
+            select(Identifier.hash, Identifier.customer_id).where(Identifier.hash.in_(chunk))
+        )
+        owners.update(dict(rows.all()))
+    return owners
+
+
+def insert_identifiers(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(Identifier), rows)
+
+
+def identifiers_of(session: Session, customer_id: str) -> list[Identifier]:
+    return list(session.scalars(select(Identifier).where(Identifier.customer_id == customer_id)))
+
+
+def move_identifiers(session: Session, hashes: Sequence[str], to_customer: str) -> None:
+    for chunk in _chunks(hashes):
+        session.execute(update(Identifier).where(Identifier.hash.in_(chunk)).values(customer_id=to_customer))
+
+
+def delete_identifiers(session: Session, customer_ids: Sequence[str]) -> int:
+    return session.execute(delete(Identifier).where(Identifier.customer_id.in_(customer_ids))).rowcount or 0
+
+
+# --- timeline ----------------------------------------------------------------------------------
+
+
+def insert_timeline(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(TimelineEntry), rows)
+
+
+def timeline_page(
+    session: Session,
+    customer_id: str,
+    limit: int,
+    before: tuple[datetime, int] | None,
+    types: list[str] | None,
+) -> list[TimelineEntry]:
+    """Newest first; keyset paging on (occurred_at, id) so pages stay stable while events arrive."""
+    query = select(TimelineEntry).where(TimelineEntry.customer_id == customer_id)
+    if types:
+        query = query.where(TimelineEntry.type.in_(types))
+    if before is not None:
+        at, row_id = before
+        query = query.where(
+            or_(
+                TimelineEntry.occurred_at < at,
+                (TimelineEntry.occurred_at == at) & (TimelineEntry.id < row_id),
+            )
+        )
+    query = query.order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def timeline_event_ids(session: Session, customer_id: str) -> list[str]:
+    return list(
+        session.scalars(select(TimelineEntry.event_id).where(TimelineEntry.customer_id == customer_id))
+    )
+
+
+def timeline_count(session: Session, customer_id: str) -> int:
+    query = select(func.count()).select_from(TimelineEntry).where(TimelineEntry.customer_id == customer_id)
+    return int(session.execute(query).scalar_one())
+
+
+def move_timeline(
+    session: Session, from_customer: str, to_customer: str, event_ids: Sequence[str] | None
+) -> None:
+    if event_ids is None:
+        session.execute(
+            update(TimelineEntry)
+            .where(TimelineEntry.customer_id == from_customer)
+            .values(customer_id=to_customer)
+        )
+        return
+    for chunk in _chunks(event_ids):
+        session.execute(
+            update(TimelineEntry)
+            .where(TimelineEntry.customer_id == from_customer, TimelineEntry.event_id.in_(chunk))
+            .values(customer_id=to_customer)
+        )
+
+
+def delete_timeline(session: Session, customer_ids: Sequence[str]) -> int:
+    return (
+        session.execute(delete(TimelineEntry).where(TimelineEntry.customer_id.in_(customer_ids))).rowcount
+        or 0
+    )
+
+
+# --- segments ----------------------------------------------------------------------------------
+
+
+def list_segments(session: Session) -> list[Segment]:
+    return list(session.scalars(select(Segment).order_by(Segment.created_at, Segment.id)))
+
+
+def get_segment(session: Session, segment_id: str) -> Segment | None:
+    return session.get(Segment, segment_id)
+
+
+def segment_by_name(session: Session, name: str) -> Segment | None:
+    return session.scalars(select(Segment).where(Segment.name == name)).first()
+
+
+def memberships(session: Session, customer_ids: Iterable[str]) -> dict[str, set[str]]:
+    """Segment ids per customer id."""
+    wanted = sorted(set(customer_ids))
+    found: dict[str, set[str]] = {c: set() for c in wanted}
+    for chunk in _chunks(wanted):
+        rows = session.execute(
+            select(SegmentMember.customer_id, SegmentMember.segment_id).where(
+                SegmentMember.customer_id.in_(chunk)
+            )
+        )
+        for customer_id, segment_id in rows:
+            found[customer_id].add(segment_id)
+    return found
+
+
+def segment_member_ids(session: Session, segment_id: str) -> set[str]:
+    return set(
+        session.scalars(select(SegmentMember.customer_id).where(SegmentMember.segment_id == segment_id))
+    )
+
+
+def member_ids_query(segment_id: str) -> Select[tuple[str]]:
+    return select(SegmentMember.customer_id).where(SegmentMember.segment_id == segment_id)
+
+
+def add_members(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(SegmentMember), rows)
+
+
+def remove_members(session: Session, pairs: list[tuple[str, str]]) -> None:
+    for segment_id, customer_id in pairs:
+        session.execute(
+            delete(SegmentMember).where(
+                SegmentMember.segment_id == segment_id, SegmentMember.customer_id == customer_id
+            )
+        )
+
+
+def delete_memberships(session: Session, customer_ids: Sequence[str]) -> int:
+    query = delete(SegmentMember).where(SegmentMember.customer_id.in_(customer_ids))
+    return session.execute(query).rowcount or 0
+
+
+def members_page(
+    session: Session, segment_id: str, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    table = Customer.__table__
+    base = (
+        select(table)
+        .join(SegmentMember, SegmentMember.customer_id == table.c.id)
+        .where(SegmentMember.segment_id == segment_id)
+    )
+    total = session.execute(
+        select(func.count()).select_from(SegmentMember).where(SegmentMember.segment_id == segment_id)
+    ).scalar_one()
+    rows = session.execute(base.order_by(table.c.id).limit(limit).offset(offset)).mappings()
+    return [dict(r) for r in rows], int(total)
+
+
+# --- merges, erasure, batch runs ---------------------------------------------------------------
+
+
+def get_merge(session: Session, merge_id: str) -> Merge | None:
+    return session.get(Merge, merge_id)
+
+
+def merges_involving(session: Session, customer_ids: Sequence[str]) -> list[Merge]:
+    query = select(Merge).where(or_(Merge.survivor_id.in_(customer_ids), Merge.merged_id.in_(customer_ids)))
+    return list(session.scalars(query))
+
+
+def receipt_by_subject(session: Session, subject_hash: str) -> ErasureReceipt | None:
+    return session.scalars(select(ErasureReceipt).where(ErasureReceipt.subject_hash == subject_hash)).first()
+
+
+def latest_run(session: Session, kind: str) -> BatchRun | None:
+    query = select(BatchRun).where(BatchRun.kind == kind).order_by(BatchRun.fitted_at.desc()).limit(1)
+    return session.scalars(query).first()

@@ -1,0 +1,44 @@
+"""Settings of the profile service (env prefix ``CRM_PROFILE_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+# A fixed development key so a fresh checkout runs; the app logs a warning whenever it is in use.
+DEV_PII_KEY = "crm-dev-only-pii-key-change-me-in-production"
+
+
+class ProfileSettings(ServiceSettings):
+    """Where profiles live, how PII is protected, and the defaults of the batch jobs."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_PROFILE_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (e.g. postgresql://user@host/db). "
+        "Empty: SQLite at <data_dir>/profile.db.",
+    )
+    pii_key: SecretStr = Field(
+        default=SecretStr(DEV_PII_KEY),
+        description="Secret from which the PII encryption key (AES-GCM) and the lookup-hash key "
+        "(HMAC-SHA256) are derived. Changing it makes stored PII unreadable.",
+    )
+    clv_horizon_days: int = Field(
+        default=90, ge=1, le=3650, description="Horizon of expected purchases/value."
+    )
+    timeline_page_max: int = Field(default=500, ge=1)
+    max_clusters: int = Field(default=8, ge=2, le=20)
+
+    @property
+    def uses_dev_pii_key(self) -> bool:
+        return self.pii_key.get_secret_value() == DEV_PII_KEY
+
+
+@lru_cache
+def get_settings() -> ProfileSettings:
+    return ProfileSettings()
