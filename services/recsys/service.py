@@ -1,0 +1,439 @@
+"""The recsys logic: live histories, popularity, the served model and its versions, training.
+
+No FastAPI here. Request-path methods are synchronous and CPU-bound; the router runs them in the thread
+pool. Consumers write interactions in the event's transaction and, once it commits, invalidate that
+customer's cached history, so the very next request is scored from the new history.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.recsys import repository
+from services.recsys.model import ItemEmbeddingModel
+from services.recsys.models import ReactionRow
+from services.recsys.repository import NewInteraction
+from services.recsys.settings import RecsysSettings
+from services.recsys.training import DEFAULT_GRID, NotEnoughData, train_dlae
+from shared.errors import Conflict, NotFound
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+POPULARITY = "popularity"
+
+
+class ItemNotFound(NotFound):
+    """The item is not in the served model's catalog."""
+
+
+class NotEnoughInteractions(Conflict):
+    """Too few interactions to train a collaborative model yet."""
+
+
+class TrainingInProgress(Conflict):
+    """A training run is already in progress."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendedItem:
+    item_id: str
+    score: float
+    because: list[str] = field(default_factory=list)
+    because_weights: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendations:
+    model_version: str
+    strategy: str  # "personalized" | "popularity" | "item_similarity"
+    items: list[RecommendedItem]
+    history_size: int = 0
+
+
+class ModelStore:
+    """Model versions as folders under ``models_dir``; ``CURRENT`` names the served one."""
+
+    def __init__(self, models_dir: Path, keep: int) -> None:
+        self.dir = models_dir
+        self.keep = keep
+
+    def current_version(self) -> str | None:
+        try:
+            version = (self.dir / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version if version and (self.dir / version / "meta.json").exists() else None
+
+    def set_current(self, version: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".CURRENT.{os.getpid()}.{threading.get_ident()}"
+        tmp.write_text(version)
+        os.replace(tmp, self.dir / "CURRENT")
+
+    def publish(self, model: ItemEmbeddingModel) -> None:
+        """Save a new version and make it current (each step atomic), then prune old versions."""
+        model.save(self.dir)
+        self.set_current(model.version)
+        self.prune()
+
+    def versions(self) -> list[dict[str, Any]]:
+        import json
+
+        metas = []
+        for meta_file in self.dir.glob("*/meta.json"):
+            try:
+                metas.append(json.loads(meta_file.read_text()))
+            except (OSError, ValueError):
+                continue  # a version being deleted right now
+        return sorted(metas, key=lambda m: m.get("trained_at", ""), reverse=True)
+
+    def load(self, version: str) -> ItemEmbeddingModel:
+        return ItemEmbeddingModel.load(self.dir / version)
+
+    def prune(self) -> None:
+        current = self.current_version()
+        for meta in self.versions()[self.keep :]:
+            if meta["version"] != current:
+                shutil.rmtree(self.dir / meta["version"], ignore_errors=True)
+
+
+class RecsysService:
+    def __init__(self, settings: RecsysSettings, session_factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.store = ModelStore(settings.models_dir(), settings.keep_versions)
+        self._model: ItemEmbeddingModel | None = None
+        self._lock = threading.Lock()
+        self._train_lock = threading.Lock()
+        self._histories: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._generation: dict[str, int] = {}
+        self._counts: dict[str, int] = {}
+        self._popular: list[str] | None = None
+        self._total_interactions = 0
+        self._new_since_train = 0
+        self._erased_since_train = False
+        self._loaded = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_model_change: Callable[[str], None] | None = None
+        self.last_training_error: str | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def model(self) -> ItemEmbeddingModel | None:
+        return self._model
+
+    @property
+    def model_version(self) -> str:
+        model = self._model
+        return model.version if model is not None else POPULARITY
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded
+
+    @property
+    def total_interactions(self) -> int:
+        return self._total_interactions
+
+    @property
+    def training(self) -> bool:
+        return self._train_lock.locked()
+
+    def load(self) -> None:
+        """Load popularity from the database and the current model version from disk (if any)."""
+        with self.session_factory() as session:
+            counts = repository.item_counts(session)
+        with self._lock:
+            self._counts = counts
+            self._popular = None
+            self._total_interactions = sum(counts.values())
+        version = self.store.current_version()
+        if version is not None:
+            try:
+                self._swap(self.store.load(version))
+            except Exception:
+                log.exception("model_load_failed", version=version)
+        self._loaded = True
+        log.info("recsys_loaded", model_version=self.model_version, interactions=self._total_interactions)
+
+    def _swap(self, model: ItemEmbeddingModel) -> None:
+        if model.index is None:
+            model.build_index(**self.settings.index_options())
+        self._model = model  # one reference assignment: requests see the old or the new model, whole
+        self._new_since_train = 0
+        log.info("model_swapped", version=model.version, items=model.n_items)
+        if self.on_model_change is not None:
+            self.on_model_change(model.version)
+
+    # -- histories and popularity -------------------------------------------------------------
+
+    def history(self, customer_id: str) -> dict[str, float]:
+        with self._lock:
+            cached = self._histories.get(customer_id)
+            if cached is not None:
+                self._histories.move_to_end(customer_id)
+                return cached
+            generation = self._generation.get(customer_id, 0)
+        with self.session_factory() as session:
+            items = repository.history(session, customer_id)
+        with self._lock:
+            # An event committed while we read: our copy may be stale, so do not cache it.
+            if self._generation.get(customer_id, 0) == generation:
+                self._histories[customer_id] = items
+                while len(self._histories) > 100_000:
+                    self._histories.popitem(last=False)
+        return items
+
+    def _invalidate(self, customer_ids: Iterable[str]) -> None:
+        with self._lock:
+            for customer_id in customer_ids:
+                self._histories.pop(customer_id, None)
+                self._generation[customer_id] = self._generation.get(customer_id, 0) + 1
+
+    def _popular_items(self) -> list[tuple[str, float]]:
+        with self._lock:
+            if self._popular is None:
+                self._popular = sorted(self._counts, key=lambda item: (-self._counts[item], item))
+            popular, counts = self._popular, self._counts
+        if popular:
+            top = counts[popular[0]] or 1
+            return [(item, counts[item] / top) for item in popular]
+        model = self._model
+        if model is None:
+            return []
+        order = np.argsort(-model.popularity, kind="stable")
+        top = float(model.popularity[order[0]]) or 1.0
+        return [(model.item_ids[j], float(model.popularity[j]) / top) for j in order]
+
+    def _popularity(self, k: int, exclude: set[str]) -> list[RecommendedItem]:
+        picked: list[RecommendedItem] = []
+        for item, score in self._popular_items():
+            if item in exclude:
+                continue
+            picked.append(RecommendedItem(item, score))
+            if len(picked) == k:
+                break
+        return picked
+
+    # -- recommendations -----------------------------------------------------------------------
+
+    def _personalized(
+        self, history: dict[str, float], k: int, exclude: set[str]
+    ) -> tuple[str, list[RecommendedItem]] | None:
+        model = self._model
+        if model is None:
+            return None
+        known = {model.item_position[i]: 1.0 for i in history if i in model.item_position}
+        if not known:
+            return None
+        banned = {model.item_position[i] for i in exclude if i in model.item_position}
+        [row] = model.recommend_batch([known], k, exclude=[banned], explain=self.settings.explain_top)
+        items = [
+            RecommendedItem(
+                model.item_ids[s.item_index],
+                s.score,
+                [model.item_ids[j] for j, _ in s.because],
+                [w for _, w in s.because],
+            )
+            for s in row
+            if model.item_ids[s.item_index] not in exclude
+        ]
+        return model.version, items
+
+    def recommend_for_customer(
+        self, customer_id: str, k: int, exclude_interacted: bool = True
+    ) -> Recommendations:
+        """Top-k for a customer; popularity when the customer or their items are unknown to the model."""
+        history = self.history(customer_id)
+        exclude = set(history) if exclude_interacted else set()
+        personal = self._personalized(history, k, exclude)
+        if personal is not None:
+            version, items = personal
+            return Recommendations(version, "personalized", items, len(history))
+        return Recommendations(self.model_version, POPULARITY, self._popularity(k, exclude), len(history))
+
+    def recommend_for_session(self, item_ids: list[str], k: int) -> Recommendations:
+        """Top-k for an anonymous visitor from the items of their session."""
+        history = dict.fromkeys(item_ids, 1.0)
+        exclude = set(history)
+        personal = self._personalized(history, k, exclude)
+        if personal is not None:
+            version, items = personal
+            return Recommendations(version, "personalized", items, len(history))
+        return Recommendations(self.model_version, POPULARITY, self._popularity(k, exclude), len(history))
+
+    def similar_items(self, item_id: str, k: int) -> Recommendations:
+        """Items the model scores highest for someone who interacted with ``item_id`` only."""
+        model = self._model
+        if model is None or item_id not in model.item_position:
+            raise ItemNotFound(f"item {item_id!r} is not in the served model ({self.model_version})")
+        personal = self._personalized({item_id: 1.0}, k, {item_id})
+        assert personal is not None
+        version, items = personal
+        return Recommendations(version, "item_similarity", items, 1)
+
+    # -- events (called inside the consumer's transaction) -------------------------------------
+
+    def record_interactions(self, session: Session, rows: list[NewInteraction]) -> None:
+        if not rows:
+            return
+        repository.add_interactions(session, rows)
+        customers = {r.customer_id for r in rows}
+        items = [r.item_id for r in rows]
+
+        def committed() -> None:
+            self._invalidate(customers)
+            with self._lock:
+                for item in items:
+                    self._counts[item] = self._counts.get(item, 0) + 1
+                self._popular = None
+                self._total_interactions += len(items)
+                self._new_since_train += len(items)
+
+        _after_commit(session, committed)
+
+    def record_reaction(self, session: Session, row: ReactionRow) -> None:
+        repository.add_reaction(session, row)
+
+    def erase_customer(self, session: Session, customer_id: str) -> None:
+        interactions, reactions = repository.erase_customer(session, customer_id)
+
+        def committed() -> None:
+            self._invalidate([customer_id])
+            self._reload_counts()
+            # The served model was fitted on their data too: retrain without it soon.
+            self._erased_since_train = self._erased_since_train or interactions > 0
+
+        _after_commit(session, committed)
+        log.info("customer_erased", customer_id=customer_id, interactions=interactions, reactions=reactions)
+
+    def merge_customers(self, session: Session, survivor_id: str, merged_id: str, undone: bool) -> None:
+        if undone:
+            moved = repository.unmerge_customers(session, survivor_id, merged_id)
+        else:
+            moved = repository.merge_customers(session, survivor_id, merged_id)
+        _after_commit(session, lambda: self._invalidate([survivor_id, merged_id]))
+        log.info("customers_merged", survivor_id=survivor_id, merged_id=merged_id, undone=undone, moved=moved)
+
+    def _reload_counts(self) -> None:
+        with self.session_factory() as session:
+            counts = repository.item_counts(session)
+        with self._lock:
+            self._counts = counts
+            self._popular = None
+            self._total_interactions = sum(counts.values())
+
+    # -- training ------------------------------------------------------------------------------
+
+    def train(self, *, progress: bool = False) -> dict[str, Any]:
+        """Train on every interaction in the database, publish the version and swap it in."""
+        if not self._train_lock.acquire(blocking=False):
+            raise TrainingInProgress("a training run is already in progress")
+        try:
+            self._erased_since_train = False
+            with self.session_factory() as session:
+                pairs = list(repository.distinct_pairs(session))
+            customers = [c for c, _ in pairs]
+            items = [i for _, i in pairs]
+            try:
+                model = train_dlae(
+                    customers,
+                    items,
+                    grid=self.settings.tuning_grid or DEFAULT_GRID,
+                    max_items=self.settings.max_model_items,
+                    min_interactions=self.settings.min_train_interactions,
+                    progress=progress,
+                )
+            except NotEnoughData as exc:
+                raise NotEnoughInteractions(str(exc)) from exc
+            model.build_index(**self.settings.index_options())
+            self.store.publish(model)
+            self._swap(model)
+            self.last_training_error = None
+            return model.meta()
+        finally:
+            self._train_lock.release()
+
+    def train_in_background(self) -> bool:
+        """Start a training run in a thread; False when one is already running."""
+        if self.training:
+            return False
+        threading.Thread(target=self._train_quietly, name="recsys-train", daemon=True).start()
+        return True
+
+    def _train_quietly(self) -> None:
+        try:
+            self.train()
+        except TrainingInProgress:
+            pass
+        except NotEnoughInteractions as exc:
+            log.info("training_skipped", reason=str(exc))
+        except Exception as exc:
+            self.last_training_error = f"{type(exc).__name__}: {exc}"
+            log.exception("training_failed")
+
+    def needs_training(self) -> bool:
+        with self._lock:
+            total, fresh = self._total_interactions, self._new_since_train
+        if self._model is None:
+            return total >= self.settings.min_train_interactions
+        return fresh >= self.settings.retrain_after_events or self._erased_since_train
+
+    def start(self) -> None:
+        """The background loop: pick up versions trained elsewhere (CLI) and retrain when due."""
+        self._thread = threading.Thread(target=self._loop, name="recsys-trainer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                current = self.store.current_version()
+                if current is not None and current != self.model_version and not self.training:
+                    self._swap(self.store.load(current))
+                if self.settings.auto_train and self.needs_training():
+                    self._train_quietly()
+            except Exception:
+                log.exception("trainer_loop_error")
+            self._stop.wait(self.settings.retrain_check_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def reaction_report(self) -> dict[str, dict[str, Any]]:
+        with self.session_factory() as session:
+            report: dict[str, dict[str, Any]] = dict(repository.reaction_report(session))
+        for counts in report.values():
+            impressions = counts["impressions"]
+            counts["ctr"] = counts["clicks"] / impressions if impressions else None
+        return report
+
+    def versions(self) -> list[dict[str, Any]]:
+        online = self.reaction_report()
+        current = self.model_version
+        return [
+            {**meta, "serving": meta["version"] == current, "online": online.get(meta["version"])}
+            for meta in self.store.versions()
+        ]
+
+
+def _after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's transaction commits (never on rollback)."""
+    event.listen(session, "after_commit", lambda _session: callback(), once=True)
