@@ -20,7 +20,9 @@ from fastapi.security import APIKeyHeader
 from shared.errors import Forbidden, Unauthorized
 
 API_KEY_HEADER = "X-API-Key"
-api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key: crm_<id>_<secret>")
+api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="An API key: crm_<id>_<secret>"
+)
 
 
 class Scope:

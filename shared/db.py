@@ -124,7 +124,9 @@ class EventLedger:
 
     def mark(self, session: Session, event_ids: Iterable[str]) -> None:
         now = datetime.now(UTC)
-        rows = [{"consumer_group": self.consumer_group, "event_id": i, "processed_at": now} for i in event_ids]
+        rows = [
+            {"consumer_group": self.consumer_group, "event_id": i, "processed_at": now} for i in event_ids
+        ]
         if not rows:
             return
         dialect = session.get_bind().dialect.name
@@ -134,6 +136,8 @@ class EventLedger:
     def count(self) -> int:
         with self.engine.connect() as connection:
             result = connection.execute(
-                select(processed_events.c.event_id).where(processed_events.c.consumer_group == self.consumer_group)
+                select(processed_events.c.event_id).where(
+                    processed_events.c.consumer_group == self.consumer_group
+                )
             )
             return len(result.all())

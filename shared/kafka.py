@@ -77,7 +77,13 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[str], *, with_dead_l
         for name in missing:
             try:
                 admin.create_topics(
-                    [NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor)]
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=settings.partitions,
+                            replication_factor=settings.replication_factor,
+                        )
+                    ]
                 )
             except TopicAlreadyExistsError:
                 pass  # another service created it between list and create
@@ -113,7 +119,11 @@ class EventPublisher:
         return future
 
     def publish_raw(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> Any:
         return self._producer.send(topic, value=value, key=key, headers=headers or [])
 
@@ -188,7 +198,9 @@ def parse_record(value: bytes | None) -> tuple[CloudEvent, BaseModel]:
     try:
         payload = model.model_validate(envelope.data)
     except ValidationError as exc:
-        raise _Poison(DeadLetterReason.INVALID_PAYLOAD, f"{envelope.type} payload invalid: {_short(exc)}") from exc
+        raise _Poison(
+            DeadLetterReason.INVALID_PAYLOAD, f"{envelope.type} payload invalid: {_short(exc)}"
+        ) from exc
     return envelope, payload
 
 
@@ -316,7 +328,13 @@ class EventConsumer:
                 return
             except Exception:
                 EVENTS_FAILED.labels(self.group_id, topic).inc()
-                log.warning("handler_failed", group=self.group_id, events=len(batch), attempt=attempt + 1, exc_info=True)
+                log.warning(
+                    "handler_failed",
+                    group=self.group_id,
+                    events=len(batch),
+                    attempt=attempt + 1,
+                    exc_info=True,
+                )
                 time.sleep(self.settings.retry_backoff_ms / 1000 * (2**attempt))
         if len(batch) == 1:
             event = batch[0]
@@ -355,15 +373,29 @@ class EventConsumer:
     def _dead_letter_event(self, event: InboundEvent, reason: str, detail: str) -> None:
         assert self._dead_letters is not None
         self._send_dead_letter(
-            event.topic, event.partition, event.offset, event.envelope.to_json_bytes(), (event.subject or "").encode(),
-            reason, detail,
+            event.topic,
+            event.partition,
+            event.offset,
+            event.envelope.to_json_bytes(),
+            (event.subject or "").encode(),
+            reason,
+            detail,
         )
 
     def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
-        self._send_dead_letter(message.topic, message.partition, message.offset, message.value, message.key, reason, detail)
+        self._send_dead_letter(
+            message.topic, message.partition, message.offset, message.value, message.key, reason, detail
+        )
 
     def _send_dead_letter(
-        self, topic: str, partition: int, offset: int, value: bytes | None, key: bytes | None, reason: str, detail: str
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        key: bytes | None,
+        reason: str,
+        detail: str,
     ) -> None:
         assert self._dead_letters is not None
         headers = [
@@ -376,15 +408,24 @@ class EventConsumer:
         ]
         self._dead_letters.publish_raw(dead_letter_topic(topic), value or b"", key or None, headers)
         EVENTS_DEAD_LETTERED.labels(self.group_id, topic, reason).inc()
-        log.warning("event_dead_lettered", group=self.group_id, topic=topic, partition=partition, offset=offset,
-                    reason=reason, detail=detail[:300])
+        log.warning(
+            "event_dead_lettered",
+            group=self.group_id,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            reason=reason,
+            detail=detail[:300],
+        )
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(0, highwater - consumer.position(tp)))
+            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                max(0, highwater - consumer.position(tp))
+            )
 
     def lag(self) -> int | None:
         """Total messages behind across assigned partitions (None before the first fetch)."""

@@ -20,7 +20,9 @@ EVENTS_DUPLICATE = Counter(
     "crm_events_duplicate_total", "Events skipped because their id was already processed.", ["group", "topic"]
 )
 EVENTS_FAILED = Counter(
-    "crm_events_failed_total", "Handler attempts that raised (before retry or dead-letter).", ["group", "topic"]
+    "crm_events_failed_total",
+    "Handler attempts that raised (before retry or dead-letter).",
+    ["group", "topic"],
 )
 EVENTS_DEAD_LETTERED = Counter(
     "crm_events_dead_lettered_total", "Events sent to a dead-letter topic.", ["group", "topic", "reason"]

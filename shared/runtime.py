@@ -35,7 +35,11 @@ class ServiceRuntime:
         return self.publisher
 
     def add_consumer(
-        self, group_id: str, topics: Sequence[str], handler: EventHandler, event_types: Iterable[str] | None = None
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        handler: EventHandler,
+        event_types: Iterable[str] | None = None,
     ) -> EventConsumer | None:
         """Register a consumer group member; it starts with :meth:`start` unless consumers are disabled."""
         if not self.settings.consume_events:

@@ -26,8 +26,16 @@ class CustomerRef(Payload):
 
     customer_id: Identifier | None = None
     anonymous_id: Identifier | None = Field(default=None, description="Device, cookie or session id.")
-    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32, pattern=r"^\+?[0-9 ()\-]{4,31}$")] | None = None
+    email: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+        | None
+    ) = None
+    phone: (
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, max_length=32, pattern=r"^\+?[0-9 ()\-]{4,31}$")
+        ]
+        | None
+    ) = None
     external_ids: dict[Identifier, Identifier] = Field(
         default_factory=dict, description="Ids in other systems, by system name, e.g. {'shopify': '123'}."
     )
@@ -35,7 +43,9 @@ class CustomerRef(Payload):
     @model_validator(mode="after")
     def _at_least_one(self) -> CustomerRef:
         if not (self.customer_id or self.anonymous_id or self.email or self.phone or self.external_ids):
-            raise ValueError("customer needs at least one identifier (customer_id, anonymous_id, email, phone, external_ids)")
+            raise ValueError(
+                "customer needs at least one identifier (customer_id, anonymous_id, email, phone, external_ids)"
+            )
         return self
 
     def partition_key(self) -> str:

@@ -37,6 +37,9 @@ class EventType:
     topic: Topic
     summary: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", str(self.type))
+
 
 class EventTypeName(StrEnum):
     IDENTIFY = "crm.identify.v1"
@@ -58,26 +61,50 @@ class EventTypeName(StrEnum):
 
 T = EventTypeName
 EVENT_TYPES: dict[str, EventType] = {
-    e.type: e
+    str(e.type): e
     for e in (
-        EventType(T.IDENTIFY, ev.Identify, Topic.INTERACTIONS, "Links identifiers to one customer; sets traits."),
+        EventType(
+            T.IDENTIFY, ev.Identify, Topic.INTERACTIONS, "Links identifiers to one customer; sets traits."
+        ),
         EventType(T.PRODUCT_VIEW, ev.ProductView, Topic.INTERACTIONS, "A customer viewed an item."),
         EventType(T.ADD_TO_CART, ev.AddToCart, Topic.INTERACTIONS, "A customer put an item in the cart."),
         EventType(T.PURCHASE, ev.Purchase, Topic.INTERACTIONS, "A customer placed an order."),
         EventType(T.RATING, ev.Rating, Topic.INTERACTIONS, "A customer rated an item (0-5)."),
         EventType(T.REVIEW, ev.Review, Topic.INTERACTIONS, "A customer wrote a review."),
         EventType(T.SUPPORT_MESSAGE, ev.SupportMessage, Topic.INTERACTIONS, "A customer wrote to support."),
-        EventType(T.CONSENT_CHANGED, ev.ConsentChanged, Topic.INTERACTIONS, "A customer gave or withdrew consent."),
-        EventType(T.SENTIMENT_SCORED, ev.SentimentScored, Topic.SENTIMENT_SCORED, "Sentiment of a review or support message."),
-        EventType(T.CHURN_RISK_CHANGED, ev.ChurnRiskChanged, Topic.CHURN_RISK_CHANGED, "A customer's churn risk band changed."),
+        EventType(
+            T.CONSENT_CHANGED, ev.ConsentChanged, Topic.INTERACTIONS, "A customer gave or withdrew consent."
+        ),
+        EventType(
+            T.SENTIMENT_SCORED,
+            ev.SentimentScored,
+            Topic.SENTIMENT_SCORED,
+            "Sentiment of a review or support message.",
+        ),
+        EventType(
+            T.CHURN_RISK_CHANGED,
+            ev.ChurnRiskChanged,
+            Topic.CHURN_RISK_CHANGED,
+            "A customer's churn risk band changed.",
+        ),
         EventType(
             T.SEGMENT_MEMBERSHIP_CHANGED,
             ev.SegmentMembershipChanged,
             Topic.SEGMENT_MEMBERSHIP_CHANGED,
             "A customer entered or left a segment.",
         ),
-        EventType(T.CUSTOMER_MERGED, ev.CustomerMerged, Topic.CUSTOMER_MERGED, "Two customer profiles were merged (or unmerged)."),
-        EventType(T.CUSTOMER_ERASED, ev.CustomerErased, Topic.CUSTOMER_ERASED, "A customer was erased; every store must forget them."),
+        EventType(
+            T.CUSTOMER_MERGED,
+            ev.CustomerMerged,
+            Topic.CUSTOMER_MERGED,
+            "Two customer profiles were merged (or unmerged).",
+        ),
+        EventType(
+            T.CUSTOMER_ERASED,
+            ev.CustomerErased,
+            Topic.CUSTOMER_ERASED,
+            "A customer was erased; every store must forget them.",
+        ),
         EventType(
             T.RECOMMENDATION_REACTION,
             ev.RecommendationReaction,
@@ -93,7 +120,9 @@ EVENT_TYPES: dict[str, EventType] = {
     )
 }
 
-INTERACTION_TYPES: frozenset[str] = frozenset(t for t, e in EVENT_TYPES.items() if e.topic is Topic.INTERACTIONS)
+INTERACTION_TYPES: frozenset[str] = frozenset(
+    t for t, e in EVENT_TYPES.items() if e.topic is Topic.INTERACTIONS
+)
 
 
 @dataclass(frozen=True)
@@ -114,14 +143,24 @@ TOPICS: dict[Topic, TopicInfo] = {
         ("profile",),
         ("recsys", "sentiment", "churn"),
     ),
-    Topic.SENTIMENT_SCORED: TopicInfo("Sentiment of every review and support message.", ("sentiment",), ("profile", "churn")),
-    Topic.CHURN_RISK_CHANGED: TopicInfo("Churn risk band changes.", ("churn",), ("profile", "gateway")),
-    Topic.SEGMENT_MEMBERSHIP_CHANGED: TopicInfo("Segment entries and exits.", ("profile",), ("churn", "recsys", "gateway")),
-    Topic.CUSTOMER_MERGED: TopicInfo("Profile merges and their undo.", ("profile",), ("recsys", "sentiment", "churn")),
-    Topic.CUSTOMER_ERASED: TopicInfo(
-        "Right-to-erasure requests already applied by the profile service.", ("profile",), ("recsys", "sentiment", "churn", "gateway")
+    Topic.SENTIMENT_SCORED: TopicInfo(
+        "Sentiment of every review and support message.", ("sentiment",), ("profile", "churn")
     ),
-    Topic.RECOMMENDATION_REACTION: TopicInfo("Impressions and clicks on recommendations.", ("gateway",), ("recsys",)),
+    Topic.CHURN_RISK_CHANGED: TopicInfo("Churn risk band changes.", ("churn",), ("profile", "gateway")),
+    Topic.SEGMENT_MEMBERSHIP_CHANGED: TopicInfo(
+        "Segment entries and exits.", ("profile",), ("churn", "recsys", "gateway")
+    ),
+    Topic.CUSTOMER_MERGED: TopicInfo(
+        "Profile merges and their undo.", ("profile",), ("recsys", "sentiment", "churn")
+    ),
+    Topic.CUSTOMER_ERASED: TopicInfo(
+        "Right-to-erasure requests already applied by the profile service.",
+        ("profile",),
+        ("recsys", "sentiment", "churn", "gateway"),
+    ),
+    Topic.RECOMMENDATION_REACTION: TopicInfo(
+        "Impressions and clicks on recommendations.", ("gateway",), ("recsys",)
+    ),
     Topic.ACTION_REACTION: TopicInfo("Reactions to next-best-actions.", ("gateway",), ("churn",)),
 }
 
@@ -133,3 +172,9 @@ def payload_model(event_type: str) -> type[BaseModel] | None:
 
 def topic_for(event_type: str) -> Topic:
     return EVENT_TYPES[event_type].topic
+
+
+def event_types_on(topic: Topic) -> list[str]:
+    """Event types a topic carries. The resolved topic carries the interaction types, re-keyed."""
+    source = Topic.INTERACTIONS if topic is Topic.INTERACTIONS_RESOLVED else topic
+    return sorted(t for t, e in EVENT_TYPES.items() if e.topic is source)
