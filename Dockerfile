@@ -51,7 +51,6 @@ WORKDIR /app
 # first on sys.path and owned by root so the service cannot rewrite its own code.
 COPY --from=build /src/shared ./shared
 COPY --from=build /src/services ./services
-COPY --from=build /src/pyproject.toml ./pyproject.toml
 ENV PYTHONPATH=/app \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
