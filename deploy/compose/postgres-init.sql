@@ -2,4 +2,5 @@
 CREATE DATABASE crm_gateway;
 CREATE DATABASE crm_profile;
 CREATE DATABASE crm_recsys;
+CREATE DATABASE crm_sentiment;
 CREATE DATABASE crm_churn;
