@@ -1,0 +1,449 @@
+"""Churn logic: apply events to customers' histories, rescore, decide band changes, answer queries,
+pick next-best-actions. No FastAPI here, and no commit: callers own the transaction."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from services.churn import bgnbd
+from services.churn import repository as repo
+from services.churn.features import KIND_OF_EVENT_TYPE, Activity, Kind, customer_features, to_days
+from services.churn.model import ChurnModel, Reason
+from services.churn.models import RuleRow, ScoreRow
+from services.churn.settings import ChurnSettings
+from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id
+from shared.contracts import events as ev
+from shared.errors import NotFound, NotReady
+from shared.kafka import EventPublisher, InboundEvent
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+SOURCE = "/services/churn"
+BANDS = ("low", "medium", "high")
+
+# Rules seeded when none exist and no rules file is configured. Highest priority match wins.
+DEFAULT_RULES: tuple[dict[str, Any], ...] = (
+    {"id": "retain-valuable", "name": "High risk, high value: retention offer", "action": "retention_offer",
+     "priority": 100, "bands": ["high"], "min_value": 100.0},
+    {"id": "callback-unhappy", "name": "At risk and unhappy: support call-back", "action": "support_callback",
+     "priority": 90, "min_probability": 0.4, "max_sentiment": 0.4},
+    {"id": "winback-high", "name": "High risk: win-back mail", "action": "win_back_mail",
+     "priority": 50, "bands": ["high"]},
+    {"id": "engage-medium", "name": "Medium risk: engagement mail", "action": "engagement_mail",
+     "priority": 20, "bands": ["medium"]},
+)  # fmt: skip
+
+
+class ModelHolder:
+    """The models being served; swapped atomically when a new version is trained or loaded."""
+
+    def __init__(self) -> None:
+        self.events: ChurnModel | None = None
+        self.table: ChurnModel | None = None
+        self.status = "starting"
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def set(self, model: ChurnModel) -> None:
+        with self._lock:
+            if model.kind == "table":
+                self.table = model
+            else:
+                self.events = model
+                self.status = "ready"
+
+    def require(self, kind: str = "events") -> ChurnModel:
+        model = self.table if kind == "table" else self.events
+        if model is None:
+            if kind == "table":
+                raise NotFound("no table model trained yet: run `crm churn train --source table`")
+            raise NotReady(f"the churn model is not loaded yet (status: {self.status})")
+        return model
+
+
+@dataclass
+class Scored:
+    customer_id: str
+    has_history: bool
+    probability: float
+    band: str
+    raw_score: float | None
+    base_value: float | None
+    reasons: list[Reason]
+    features: dict[str, float]
+    value: float | None
+    value_source: str | None
+    sentiment: float | None
+    model_version: str
+    as_of: float | None
+    trend: str = "steady"
+    next_best_action: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+class ChurnService:
+    def __init__(self, settings: ChurnSettings, holder: ModelHolder, publisher: EventPublisher | None = None) -> None:
+        self.settings = settings
+        self.holder = holder
+        self.publisher = publisher
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def band(self, probability: float) -> str:
+        if probability >= self.settings.band_high:
+            return "high"
+        if probability >= self.settings.band_medium:
+            return "medium"
+        return "low"
+
+    def as_of(self, session: Session) -> float | None:
+        if self.settings.as_of is not None:
+            return to_days(self.settings.as_of)
+        return repo.latest_event_time(session)
+
+    def score_histories(
+        self,
+        histories: Mapping[str, Sequence[Activity]],
+        as_of: float,
+        clvs: Mapping[str, float] | None = None,
+        *,
+        with_reasons: bool = True,
+    ) -> dict[str, Scored]:
+        """Score many customers at once (one model call); customers without activity are left out."""
+        model = self.holder.require()
+        params = self._bgnbd(model)
+        ids: list[str] = []
+        rows: list[dict[str, float]] = []
+        for customer, history in histories.items():
+            features = customer_features(history, as_of, params)
+            if features is not None:
+                ids.append(customer)
+                rows.append(features)
+        if not rows:
+            return {}
+        X = model.matrix(rows)
+        raw = model.raw_score(X)
+        probability = model.calibrator(raw)
+        reasons: list[list[Reason]] = [[] for _ in rows]
+        base = np.full(len(rows), np.nan)
+        if with_reasons:
+            contrib, base = model.contributions(X)
+            reasons = _top_reasons(model, contrib, rows, self.settings.reasons_top)
+        values = self._values(params, rows)
+        out: dict[str, Scored] = {}
+        for i, customer in enumerate(ids):
+            value, source = values[i]
+            if clvs and customer in clvs:
+                value, source = clvs[customer], "clv"
+            p = float(probability[i])
+            out[customer] = Scored(
+                customer_id=customer,
+                has_history=True,
+                probability=p,
+                band=self.band(p),
+                raw_score=float(raw[i]),
+                base_value=_finite(float(base[i])),
+                reasons=reasons[i],
+                features=rows[i],
+                value=value,
+                value_source=source,
+                sentiment=_finite(rows[i].get("sentiment_mean")),
+                model_version=model.version,
+                as_of=as_of,
+            )
+        return out
+
+    def _bgnbd(self, model: ChurnModel) -> bgnbd.BGNBDParams | None:
+        raw = model.extra.get("bgnbd")
+        return bgnbd.BGNBDParams(**raw) if raw else None
+
+    def _values(
+        self, params: bgnbd.BGNBDParams | None, rows: Sequence[Mapping[str, float]]
+    ) -> list[tuple[float | None, str | None]]:
+        """Value estimate: BG/NBD expected purchases over the horizon x average order value."""
+        if params is None:
+            return [(None, None)] * len(rows)
+        x = np.array([r["active_days"] - 1 for r in rows])
+        age = np.array([r["tenure_days"] for r in rows]) / 7.0
+        t_x = np.maximum(age - np.array([r["recency_days"] for r in rows]) / 7.0, 0.0)
+        expected = bgnbd.expected_transactions(params, self.settings.clv_horizon_days / 7.0, x, t_x, age)
+        out: list[tuple[float | None, str | None]] = []
+        for i, row in enumerate(rows):
+            if row["n_purchases"] > 0:
+                out.append((round(float(expected[i]) * row["monetary_avg"], 2), "bgnbd"))
+            else:
+                out.append((None, None))
+        return out
+
+    def score_customer(self, session: Session, customer_id: str) -> Scored:
+        """A fresh score as of now (the latest event time), with trend and next-best-action.
+
+        A customer with no recorded activity gets the defined answer: ``has_history`` false, the model's
+        prior churn rate (training base rate) as probability, its band, no reasons, trend "steady"."""
+        model = self.holder.require()
+        as_of = self.as_of(session)
+        history = repo.histories(session, [customer_id])[customer_id]
+        scored = self.score_histories({customer_id: history}, as_of, repo.clv(session, [customer_id])).get(
+            customer_id
+        ) if as_of is not None and history else None
+        if scored is None:
+            return Scored(
+                customer_id=customer_id, has_history=False, probability=model.base_rate,
+                band=self.band(model.base_rate), raw_score=None, base_value=None, reasons=[], features={},
+                value=None, value_source=None, sentiment=None, model_version=model.version, as_of=as_of,
+            )  # fmt: skip
+        recent = repo.recent_probabilities(session, customer_id, self.settings.trend_window)
+        scored.trend = self.trend(scored.probability, recent)
+        scored.next_best_action = self.next_best_action(session, scored)
+        return scored
+
+    def trend(self, current: float, recent: Sequence[float]) -> str:
+        """Risk rising beyond ``trend_delta`` over the recent scores' mean: declining; falling: improving."""
+        if not recent:
+            return "steady"
+        delta = current - sum(recent) / len(recent)
+        if delta > self.settings.trend_delta:
+            return "declining"
+        if delta < -self.settings.trend_delta:
+            return "improving"
+        return "steady"
+
+    def score_rows(self, rows: Sequence[Mapping[str, Any]], kind: str, with_reasons: bool) -> list[dict[str, Any]]:
+        """Score caller-given feature rows with the events or the table model."""
+        model = self.holder.require(kind)
+        if kind == "table":
+            import pandas as pd
+
+            from services.churn.table import engineer
+
+            frame = engineer(pd.DataFrame(list(rows)))
+            for name in model.spec.names:
+                if name not in frame:
+                    frame[name] = np.nan
+            X = model.frame_matrix(frame)
+            plain = frame.to_dict(orient="records")
+        else:
+            X = model.matrix(rows)
+            plain = [dict(r) for r in rows]
+        raw = model.raw_score(X)
+        probability = model.calibrator(raw)
+        reasons = (
+            _top_reasons(model, model.contributions(X)[0], plain, self.settings.reasons_top) if with_reasons else None
+        )
+        return [
+            {
+                "probability": float(probability[i]),
+                "band": self.band(float(probability[i])),
+                "raw_score": float(raw[i]),
+                "reasons": [_reason_dict(r) for r in reasons[i]] if reasons is not None else [],
+                "model_version": model.version,
+            }
+            for i in range(len(rows))
+        ]
+
+    # -- next-best-action ---------------------------------------------------------------------
+
+    def next_best_action(self, session: Session, scored: Scored) -> dict[str, Any] | None:
+        segments = set(repo.segments(session, scored.customer_id))
+        for rule in repo.rules(session, enabled_only=True):
+            if rule_matches(rule, scored, segments):
+                return {"rule_id": rule.id, "action": rule.action, "priority": rule.priority, "rule_name": rule.name}
+        return None
+
+    def seed_rules(self, session: Session, rules: Sequence[Mapping[str, Any]] | None = None) -> int:
+        if repo.count_rules(session):
+            return 0
+        chosen = rules if rules is not None else DEFAULT_RULES
+        for raw in chosen:
+            session.add(RuleRow(**dict(raw)))
+        return len(chosen)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def apply_events(self, events: Sequence[InboundEvent], session: Session) -> int:
+        """Apply a batch: store activity, honour erase/merge, rescore touched customers, emit band changes.
+        Returns how many churn-risk-changed events were emitted."""
+        pending: list[dict[str, Any]] = []
+        touched: set[str] = set()
+        latest: float | None = None
+        trigger: dict[str, str] = {}
+
+        def flush() -> None:
+            repo.add_activity(session, pending)
+            pending.clear()
+
+        for event in events:
+            kind = KIND_OF_EVENT_TYPE.get(event.type)
+            payload = event.payload
+            if event.type == EventTypeName.SENTIMENT_SCORED and isinstance(payload, ev.SentimentScored):
+                customer = payload.customer_id
+                # Sentiment is scored now, about an interaction that may be replayed from 1998: clamp its
+                # time to the latest event time so features "as of" that time see it.
+                when = to_days(event.envelope.time)
+                known = latest if latest is not None else repo.latest_event_time(session)
+                if known is not None:
+                    when = min(when, known)
+                pending.append(self._row(customer, event.id, Kind.SENTIMENT, when, 0.0, payload.score))
+                touched.add(customer)
+                trigger[customer] = event.id
+            elif kind is not None:
+                customer = event.subject
+                if not customer:
+                    log.warning("churn_event_without_subject", event_id=event.id, type=event.type)
+                    continue
+                if kind == Kind.IDENTIFY and isinstance(payload, ev.Identify):
+                    clv = payload.traits.get("clv", payload.traits.get("customer_lifetime_value"))
+                    if isinstance(clv, int | float) and not isinstance(clv, bool):
+                        repo.set_clv(session, customer, float(clv))
+                    continue
+                if kind == Kind.CONSENT:
+                    continue
+                when = to_days(event.envelope.time)
+                amount = float(payload.amount) if isinstance(payload, ev.Purchase) else 0.0
+                value: float | None = None
+                if isinstance(payload, ev.Rating):
+                    value = payload.rating
+                elif isinstance(payload, ev.Review) and payload.stars is not None:
+                    value = float(payload.stars)
+                pending.append(self._row(customer, event.id, kind, when, amount, value))
+                latest = when if latest is None else max(latest, when)
+                touched.add(customer)
+                trigger[customer] = event.id
+            elif isinstance(payload, ev.CustomerErased):
+                flush()
+                repo.erase_customer(session, payload.customer_id)
+                touched.discard(payload.customer_id)
+            elif isinstance(payload, ev.CustomerMerged):
+                flush()
+                if payload.undone:
+                    repo.unmerge_customers(session, payload.survivor_id, payload.merged_id)
+                    touched.update({payload.survivor_id, payload.merged_id})
+                else:
+                    repo.merge_customers(session, payload.survivor_id, payload.merged_id)
+                    touched.discard(payload.merged_id)
+                    touched.add(payload.survivor_id)
+                trigger[payload.survivor_id] = trigger[payload.merged_id] = event.id
+            elif isinstance(payload, ev.SegmentMembershipChanged):
+                repo.set_segment(session, payload.customer_id, payload.segment_id, payload.segment_name, payload.joined)
+            elif isinstance(payload, ev.NextBestActionReaction):
+                repo.add_reaction(session, payload.customer_id, payload.rule_id, payload.action, payload.reaction)
+        flush()
+        if latest is not None:
+            repo.advance_event_time(session, latest)
+        if not touched:
+            return 0
+        return self.rescore(session, touched, trigger)
+
+    @staticmethod
+    def _row(customer: str, event_id: str, kind: int, time: float, amount: float, value: float | None) -> dict[str, Any]:
+        return {"customer_id": customer, "origin_customer_id": customer, "event_id": event_id, "kind": int(kind),
+                "time": time, "amount": amount, "value": value}  # fmt: skip
+
+    def rescore(self, session: Session, customers: set[str], trigger: Mapping[str, str] | None = None) -> int:
+        """Recompute and store the customers' scores; emit an event for each band change."""
+        as_of = self.as_of(session)
+        if as_of is None:
+            return 0
+        session.flush()
+        histories = repo.histories(session, customers)
+        scored = self.score_histories(histories, as_of, repo.clv(session, customers))
+        existing = repo.scores(session, customers)
+        emissions: list[tuple[str, CloudEvent, str | None]] = []
+        history_rows = []
+        for customer in customers:
+            current = scored.get(customer)
+            row = existing.get(customer)
+            if current is None:
+                if row is not None:
+                    session.delete(row)
+                continue
+            previous = row.band if row is not None else None
+            reasons = [_reason_dict(r) for r in current.reasons]
+            if row is None:
+                row = ScoreRow(customer_id=customer)
+                session.add(row)
+            row.probability, row.raw_score, row.band = current.probability, current.raw_score or 0.0, current.band
+            row.reasons, row.value, row.value_source = reasons, current.value, current.value_source
+            row.sentiment, row.model_version, row.as_of = current.sentiment, current.model_version, as_of
+            history_rows.append({"customer_id": customer, "probability": current.probability, "as_of": as_of})
+            if previous != current.band and (previous is not None or self.settings.emit_initial_band):
+                emissions.append(self._band_event(current, previous, (trigger or {}).get(customer, "")))
+        repo.add_history(session, history_rows)
+        if emissions and self.publisher is not None:
+            # Published before the transaction commits, with ids derived from the triggering event: a retry
+            # after a crash re-sends the same ids, which every consumer's ledger drops (exactly once in effect).
+            self.publisher.publish_and_wait(emissions)
+        return len(emissions)
+
+    def _band_event(self, scored: Scored, previous: str | None, trigger: str) -> tuple[str, CloudEvent, str | None]:
+        payload = ev.ChurnRiskChanged(
+            customer_id=scored.customer_id,
+            probability=min(1.0, max(0.0, scored.probability)),
+            band=scored.band,  # type: ignore[arg-type]
+            previous_band=previous,  # type: ignore[arg-type]
+            reasons=[r.render() for r in scored.reasons][:20],
+            model_version=scored.model_version,
+        )
+        event = CloudEvent.new(
+            EventTypeName.CHURN_RISK_CHANGED,
+            payload,
+            source=SOURCE,
+            subject=scored.customer_id,
+            id=stable_event_id("churn-risk-changed", scored.customer_id, previous, scored.band, trigger),
+        )
+        return self.settings.topic(Topic.CHURN_RISK_CHANGED), event, scored.customer_id
+
+
+def rule_matches(rule: RuleRow, scored: Scored, segments: set[str]) -> bool:
+    p, value, sentiment = scored.probability, scored.value, scored.sentiment
+    checks = [
+        rule.bands is None or scored.band in rule.bands,
+        rule.min_probability is None or p >= rule.min_probability,
+        rule.max_probability is None or p <= rule.max_probability,
+        rule.min_value is None or (value is not None and value >= rule.min_value),
+        rule.max_value is None or (value is not None and value <= rule.max_value),
+        rule.min_sentiment is None or (sentiment is not None and sentiment >= rule.min_sentiment),
+        rule.max_sentiment is None or (sentiment is not None and sentiment <= rule.max_sentiment),
+        rule.segment is None or rule.segment in segments,
+    ]
+    return all(checks)
+
+
+def _top_reasons(
+    model: ChurnModel, contrib: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int
+) -> list[list[Reason]]:
+    names = model.spec.names
+    out: list[list[Reason]] = []
+    k = min(top, contrib.shape[1])
+    for i, row in enumerate(rows):
+        order = np.argpartition(-np.abs(contrib[i]), k - 1)[:k]
+        order = order[np.argsort(-np.abs(contrib[i][order]))]
+        reasons = []
+        for j in order:
+            weight = float(contrib[i, j])
+            if abs(weight) < 1e-6:
+                continue
+            value = row.get(names[j])
+            value = None if isinstance(value, float) and math.isnan(value) else value
+            reasons.append(Reason(names[j], value, round(weight, 4), model.spec.describe(names[j], value)))
+        out.append(reasons)
+    return out
+
+
+def _reason_dict(reason: Reason) -> dict[str, Any]:
+    value = reason.value
+    if isinstance(value, np.generic):
+        value = value.item()
+    return {"feature": reason.feature, "value": value, "weight": reason.weight, "text": reason.render()}
