@@ -99,32 +99,42 @@ class ItemEmbeddingModel:
         depth = k + max((len(e) for e in exclude), default=0)
         scores, ids = self.index.search(queries, depth)
         results: list[list[Scored]] = []
-        for row, (history, banned) in enumerate(zip(histories, exclude, strict=True)):
-            picked: list[Scored] = []
+        for row, banned in enumerate(exclude):
+            picked: list[tuple[int, float]] = []
             for item, score in zip(ids[row], scores[row], strict=True):
                 if item < 0 or int(item) in banned:
                     continue
-                because = self.explain(history, int(item), explain) if explain else ()
-                picked.append(Scored(int(item), float(score), because))
+                picked.append((int(item), float(score)))
                 if len(picked) == k:
                     break
-            results.append(picked)
+            reasons = self.explain(histories[row], [i for i, _ in picked], explain) if explain else None
+            results.append(
+                [Scored(item, score, reasons[n] if reasons else ()) for n, (item, score) in enumerate(picked)]
+            )
         return results
 
-    def explain(self, history: dict[int, float], item: int, top: int) -> tuple[tuple[int, float], ...]:
-        """The history items that contributed most (positively) to ``item``'s score."""
-        if not history:
-            return ()
-        idx = np.fromiter((j for j in history if j != item), dtype=np.int64)
-        if idx.size == 0:
-            return ()
-        w = np.fromiter((history[int(j)] for j in idx), dtype=np.float32, count=idx.size)
+    def explain(
+        self, history: dict[int, float], items: list[int], top: int
+    ) -> list[tuple[tuple[int, float], ...]]:
+        """Per item, the history items that contributed most (positively) to its score."""
+        if not history or not items:
+            return [() for _ in items]
+        idx = np.fromiter(history.keys(), dtype=np.int64, count=len(history))
+        w = np.fromiter(history.values(), dtype=np.float32, count=len(history))
+        targets = np.asarray(items, dtype=np.int64)
         if self.query_basis is None:
-            contrib = w * self.item_vectors[item, idx]
+            contrib = w[None, :] * self.item_vectors[targets][:, idx]
         else:
-            contrib = w * (self.query_basis[idx] @ self.item_vectors[item])
-        order = np.argsort(-contrib)[:top]
-        return tuple((int(idx[o]), float(contrib[o])) for o in order if contrib[o] > 0)
+            contrib = w[None, :] * (self.item_vectors[targets] @ self.query_basis[idx].T)
+        # An item never explains itself (it is excluded from recommendations anyway).
+        contrib[idx[None, :] == targets[:, None]] = -np.inf
+        top = min(top, idx.size)
+        best = np.argpartition(-contrib, top - 1, axis=1)[:, :top]
+        out: list[tuple[tuple[int, float], ...]] = []
+        for n in range(len(items)):
+            order = best[n][np.argsort(-contrib[n, best[n]])]
+            out.append(tuple((int(idx[o]), float(contrib[n, o])) for o in order if contrib[n, o] > 0))
+        return out
 
     # -- persistence ---------------------------------------------------------------------------
 

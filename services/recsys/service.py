@@ -170,6 +170,10 @@ class RecsysService:
         self._loaded = True
         log.info("recsys_loaded", model_version=self.model_version, interactions=self._total_interactions)
 
+    def serve(self, model: ItemEmbeddingModel) -> None:
+        """Serve an already built model (benchmarks, or a model trained by other means)."""
+        self._swap(model)
+
     def _swap(self, model: ItemEmbeddingModel) -> None:
         if model.index is None:
             model.build_index(**self.settings.index_options())
