@@ -1,0 +1,1 @@
+"""Sentiment service: English and Chinese review/support-message sentiment, batched serving, events."""

@@ -1,0 +1,117 @@
+"""The sentiment service: English and Chinese sentiment over HTTP (micro-batched) and from events."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from services.sentiment.batcher import MicroBatcher
+from services.sentiment.consumers import (
+    CUSTOMER_EVENT_TYPES,
+    GROUP_CUSTOMERS,
+    GROUP_INTERACTIONS,
+    TEXT_EVENT_TYPES,
+    handle_customer_events,
+    make_interaction_handler,
+)
+from services.sentiment.models import Base
+from services.sentiment.router import router
+from services.sentiment.service import SentimentEngine, load_engine
+from services.sentiment.settings import SentimentSettings, get_settings
+from shared.app import build_app, register_readiness
+from shared.auth import require_internal_key
+from shared.contracts import Topic
+from shared.logging import get_logger
+from shared.runtime import ServiceRuntime
+
+log = get_logger(__name__)
+
+
+def create_app(settings: SentimentSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ServiceRuntime("sentiment", settings, settings.database_url)
+        Base.metadata.create_all(runtime.engine)
+        app.state.settings = settings
+        app.state.runtime = runtime
+        app.state.engine = None
+        app.state.model_status = "loading"
+
+        def engine() -> SentimentEngine:
+            loaded: SentimentEngine | None = app.state.engine
+            if loaded is None:  # consumers start only after the model is loaded; this cannot happen
+                raise RuntimeError("sentiment model not loaded")
+            return loaded
+
+        if settings.consume_events:
+            publisher = runtime.connect_kafka(
+                [
+                    Topic.INTERACTIONS_RESOLVED,
+                    Topic.SENTIMENT_SCORED,
+                    Topic.CUSTOMER_ERASED,
+                    Topic.CUSTOMER_MERGED,
+                ]
+            )
+            runtime.add_consumer(
+                GROUP_INTERACTIONS,
+                [Topic.INTERACTIONS_RESOLVED],
+                make_interaction_handler(engine, publisher),
+                TEXT_EVENT_TYPES,
+            )
+            runtime.add_consumer(
+                GROUP_CUSTOMERS,
+                [Topic.CUSTOMER_ERASED, Topic.CUSTOMER_MERGED],
+                handle_customer_events,
+                CUSTOMER_EVENT_TYPES,
+            )
+        batcher = MicroBatcher(
+            lambda texts: engine().english_proba(texts, batch_size=settings.max_batch_size),
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+        )
+        batcher.start()
+        app.state.batcher = batcher
+        # shared.app's /readyz iterates the live checks dict while awaiting each check, so adding a key from
+        # the prepare thread can break a concurrent /readyz. Register every key runtime.start() will set
+        # now (it then only replaces values), and publish the versioned name by swapping in a new dict.
+        for name in ("model", "database", *(("broker", "consumers") if settings.consume_events else ())):
+            register_readiness(app, name, lambda: False)
+
+        def prepare() -> None:
+            # Off the event loop: load (or, on a first start, train) the models, then start consuming.
+            try:
+                loaded = load_engine(settings)
+                app.state.engine = loaded
+                app.state.model_status = "ready"
+                runtime.start(app)
+                # /readyz names the served versions: the model check's name carries them.
+                checks = {k: v for k, v in app.state.readiness_checks.items() if k != "model"}
+                checks[f"model:en={loaded.english.version};zh={loaded.chinese.version}"] = lambda: True
+                app.state.readiness_checks = checks
+            except Exception as exc:
+                app.state.model_status = f"failed: {type(exc).__name__}: {exc}"
+                log.exception("sentiment_model_failed")
+
+        thread = threading.Thread(target=prepare, name="sentiment-prepare", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            thread.join(timeout=180)
+            runtime.close()
+
+    secret = settings.internal_api_key.get_secret_value() if settings.internal_api_key else None
+    app = build_app(
+        service="sentiment",
+        title="CRM sentiment service",
+        description="English (fine-tuned MiniLM) and Chinese sentiment of texts, reviews and support messages.",
+        lifespan=lifespan,
+    )
+    app.include_router(router, dependencies=[Depends(require_internal_key(secret))])
+    return app

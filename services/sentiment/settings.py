@@ -1,0 +1,46 @@
+"""Sentiment service settings (env prefix ``CRM_SENTIMENT_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class SentimentSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_SENTIMENT_", extra="ignore")
+
+    data_dir: str = Field(
+        default="var/sentiment", description="Datasets, model versions and the SQLite file."
+    )
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    model_version: str | None = Field(
+        default=None,
+        description="English model directory name under data_dir/models; default: the newest "
+        "fine-tuned one, else the newest first-start one, else one trained at start-up.",
+    )
+    device: str = Field(default="auto", description="auto = CUDA when present, else cpu.")
+    cpu_backend: Literal["torch", "int8"] = Field(
+        default="torch",
+        description="CPU inference: plain float32 torch or int8 dynamic quantisation "
+        "(see docs/sentiment.md for the measurement behind the default).",
+    )
+    threads: int = Field(default=0, ge=0, description="torch CPU threads (0 = torch's default).")
+    max_batch_size: int = Field(default=64, ge=1, le=4096, description="Micro-batch size limit.")
+    max_wait_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="How long a micro-batch waits to fill."
+    )
+    max_texts_per_request: int = Field(default=256, ge=1)
+    max_text_chars: int = Field(default=5000, ge=1)
+    first_start_cap: int = Field(
+        default=1200, ge=50, description="Texts per English set for the first-start head."
+    )
+
+
+@lru_cache
+def get_settings() -> SentimentSettings:
+    return SentimentSettings()

