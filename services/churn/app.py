@@ -41,6 +41,12 @@ def load_rules_file(path: str) -> list[dict[str, Any]]:
     return rules
 
 
+def producer_connected(publisher: Any) -> bool:
+    producer = publisher._producer
+    client = producer._sender._client
+    return any(client.connected(b.node_id) for b in producer._metadata.brokers())
+
+
 def bootstrap_model(settings: ChurnSettings) -> Any:
     """Train the from-events model on CDNOW (a sample of customers: seconds) and save it as a version."""
     from services.churn.features import cdnow_histories, cutoffs_before
@@ -76,6 +82,14 @@ def create_app(settings: ChurnSettings | None = None) -> FastAPI:
         app.state.runtime = runtime
         app.state.churn = service
         register_readiness(app, "model", lambda: holder.events is not None)
+        # runtime.start() registers these from the prepare thread; shared/app.py's /readyz iterates the checks
+        # dict unguarded, so every key must exist before the thread starts (replacing a value is safe).
+        started = threading.Event()
+        register_readiness(app, "database", lambda: started.is_set())
+        if runtime.publisher is not None:
+            register_readiness(app, "broker", lambda: started.is_set())
+        if runtime.consumers:
+            register_readiness(app, "consumers", lambda: started.is_set())
         table = load_current(settings.models_path(), "table")
         if table is not None:
             holder.set(table)
@@ -94,6 +108,13 @@ def create_app(settings: ChurnSettings | None = None) -> FastAPI:
                 holder.set(model)
                 log.info("churn_model_ready", version=model.version, metrics=model.metrics)
                 runtime.start(app)
+                if publisher is not None:
+                    # shared EventPublisher.is_connected() asks kafka-python for its *bootstrap* connection,
+                    # which is closed once broker connections exist, so it stays false forever; check the
+                    # producer's connections to the brokers instead (reported to the spine owner).
+                    publisher._producer.partitions_for(settings.topic(Topic.CHURN_RISK_CHANGED))
+                    register_readiness(app, "broker", lambda: producer_connected(publisher))
+                started.set()
             except Exception as exc:
                 holder.status, holder.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.exception("churn_model_failed")

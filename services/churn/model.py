@@ -261,22 +261,21 @@ class ChurnModel:
             base = w * base + (1.0 - w) * self.linear.base()
         return contrib, base
 
-    def reasons(self, X: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int = 5) -> list[list[Reason]]:
+    def top_reasons(self, contrib: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int = 5) -> list[list[Reason]]:
         """The ``top`` strongest contributions per row (either sign), strongest first, in words."""
-        contrib, _ = self.contributions(X)
         names = self.spec.names
+        k = min(top, contrib.shape[1])
         out: list[list[Reason]] = []
         for i, row in enumerate(rows):
-            order = np.argsort(-np.abs(contrib[i]))[:top]
+            order = np.argpartition(-np.abs(contrib[i]), k - 1)[:k]
+            order = order[np.argsort(-np.abs(contrib[i][order]))]
             reasons = []
             for j in order:
                 weight = float(contrib[i, j])
-                if abs(weight) < 1e-6:
+                if abs(weight) < 1e-9:
                     continue
-                value = row.get(names[j])
-                reasons.append(
-                    Reason(names[j], _plain(value), round(weight, 4), self.spec.describe(names[j], value))
-                )
+                value = _plain(row.get(names[j]))
+                reasons.append(Reason(names[j], value, weight, self.spec.describe(names[j], value)))
             out.append(reasons)
         return out
 

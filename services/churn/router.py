@@ -63,6 +63,7 @@ def to_schema(scored: Scored) -> ChurnScore:
         reasons=[_reason_dict(r) for r in scored.reasons],  # type: ignore[misc]
         raw_score=scored.raw_score,
         base_value=scored.base_value,
+        other_weight=scored.other_weight,
         next_best_action=scored.next_best_action,  # type: ignore[arg-type]
         value=scored.value,
         value_source=scored.value_source,

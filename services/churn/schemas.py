@@ -34,7 +34,10 @@ class ChurnScore(BaseModel):
     trend: Trend = Field(description="Risk over the recent scores: declining means risk is rising.")
     reasons: list[ReasonOut]
     raw_score: float | None = Field(default=None, description="Log-odds before calibration.")
-    base_value: float | None = Field(default=None, description="base_value + sum(reasons' weights) = raw_score.")
+    base_value: float | None = Field(default=None, description="Log-odds of the average customer.")
+    other_weight: float | None = Field(
+        default=None, description="Sum of the contributions not listed: base_value + reasons + other = raw_score."
+    )
     next_best_action: NextBestAction | None = None
     value: float | None = Field(default=None, description="Customer value (CLV when known, else BG/NBD estimate).")
     value_source: str | None = None

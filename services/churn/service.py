@@ -84,6 +84,7 @@ class Scored:
     sentiment: float | None
     model_version: str
     as_of: float | None
+    other_weight: float | None = None
     trend: str = "steady"
     next_best_action: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -138,9 +139,12 @@ class ChurnService:
         probability = model.calibrator(raw)
         reasons: list[list[Reason]] = [[] for _ in rows]
         base = np.full(len(rows), np.nan)
+        other = np.full(len(rows), np.nan)
         if with_reasons:
             contrib, base = model.contributions(X)
-            reasons = _top_reasons(model, contrib, rows, self.settings.reasons_top)
+            reasons = model.top_reasons(contrib, rows, self.settings.reasons_top)
+            # What the listed reasons leave out, so base + reasons + other == raw score exactly.
+            other = contrib.sum(axis=1) - np.array([sum(r.weight for r in rs) for rs in reasons])
         values = self._values(params, rows)
         out: dict[str, Scored] = {}
         for i, customer in enumerate(ids):
@@ -155,6 +159,7 @@ class ChurnService:
                 band=self.band(p),
                 raw_score=float(raw[i]),
                 base_value=_finite(float(base[i])),
+                other_weight=_finite(float(other[i])),
                 reasons=reasons[i],
                 features=rows[i],
                 value=value,
@@ -240,7 +245,7 @@ class ChurnService:
         raw = model.raw_score(X)
         probability = model.calibrator(raw)
         reasons = (
-            _top_reasons(model, model.contributions(X)[0], plain, self.settings.reasons_top) if with_reasons else None
+            model.top_reasons(model.contributions(X)[0], plain, self.settings.reasons_top) if with_reasons else None
         )
         return [
             {
@@ -419,27 +424,6 @@ def rule_matches(rule: RuleRow, scored: Scored, segments: set[str]) -> bool:
         rule.segment is None or rule.segment in segments,
     ]
     return all(checks)
-
-
-def _top_reasons(
-    model: ChurnModel, contrib: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int
-) -> list[list[Reason]]:
-    names = model.spec.names
-    out: list[list[Reason]] = []
-    k = min(top, contrib.shape[1])
-    for i, row in enumerate(rows):
-        order = np.argpartition(-np.abs(contrib[i]), k - 1)[:k]
-        order = order[np.argsort(-np.abs(contrib[i][order]))]
-        reasons = []
-        for j in order:
-            weight = float(contrib[i, j])
-            if abs(weight) < 1e-6:
-                continue
-            value = row.get(names[j])
-            value = None if isinstance(value, float) and math.isnan(value) else value
-            reasons.append(Reason(names[j], value, round(weight, 4), model.spec.describe(names[j], value)))
-        out.append(reasons)
-    return out
 
 
 def _reason_dict(reason: Reason) -> dict[str, Any]:
