@@ -19,7 +19,7 @@ def train(
     """Train a new model version (from the service database, or ml-100k) and make it current."""
     from services.recsys.settings import RecsysSettings
 
-    settings = RecsysSettings(**({"data_dir": data_dir} if data_dir else {}))
+    settings = RecsysSettings(data_dir=data_dir) if data_dir else RecsysSettings()
     if from_movielens:
         from services.recsys.data import load_movielens_100k
         from services.recsys.service import ModelStore
@@ -54,7 +54,7 @@ def models(data_dir: str | None = typer.Option(None, help="Overrides CRM_RECSYS_
     from services.recsys.service import ModelStore
     from services.recsys.settings import RecsysSettings
 
-    settings = RecsysSettings(**({"data_dir": data_dir} if data_dir else {}))
+    settings = RecsysSettings(data_dir=data_dir) if data_dir else RecsysSettings()
     store = ModelStore(settings.models_dir(), settings.keep_versions)
     current = store.current_version()
     for meta in store.versions():

@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, and_, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from services.recsys.models import Base, InteractionRow, ReactionRow
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def create_tables(engine: Engine) -> None:
@@ -88,20 +93,20 @@ def erase_customer(session: Session, customer_id: str) -> tuple[int, int]:
         delete(InteractionRow).where(
             (InteractionRow.customer_id == customer_id) | (InteractionRow.origin_customer_id == customer_id)
         )
-    ).rowcount
-    reactions = session.execute(delete(ReactionRow).where(ReactionRow.customer_id == customer_id)).rowcount
-    return int(interactions or 0), int(reactions or 0)
+    )
+    reactions = session.execute(delete(ReactionRow).where(ReactionRow.customer_id == customer_id))
+    return _rowcount(interactions), _rowcount(reactions)
 
 
 def merge_customers(session: Session, survivor_id: str, merged_id: str) -> int:
     """Move the merged customer's interactions to the survivor."""
     moved = session.execute(
         update(InteractionRow).where(InteractionRow.customer_id == merged_id).values(customer_id=survivor_id)
-    ).rowcount
+    )
     session.execute(
         update(ReactionRow).where(ReactionRow.customer_id == merged_id).values(customer_id=survivor_id)
     )
-    return int(moved or 0)
+    return _rowcount(moved)
 
 
 def unmerge_customers(session: Session, survivor_id: str, merged_id: str) -> int:
@@ -112,8 +117,8 @@ def unmerge_customers(session: Session, survivor_id: str, merged_id: str) -> int
             and_(InteractionRow.customer_id == survivor_id, InteractionRow.origin_customer_id == merged_id)
         )
         .values(customer_id=merged_id)
-    ).rowcount
-    return int(moved or 0)
+    )
+    return _rowcount(moved)
 
 
 def add_reaction(session: Session, row: ReactionRow) -> None:

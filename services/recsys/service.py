@@ -220,8 +220,8 @@ class RecsysService:
         if model is None:
             return []
         order = np.argsort(-model.popularity, kind="stable")
-        top = float(model.popularity[order[0]]) or 1.0
-        return [(model.item_ids[j], float(model.popularity[j]) / top) for j in order]
+        best = float(model.popularity[order[0]]) or 1.0
+        return [(model.item_ids[j], float(model.popularity[j]) / best) for j in order]
 
     def _popularity(self, k: int, exclude: set[str]) -> list[RecommendedItem]:
         picked: list[RecommendedItem] = []
@@ -256,6 +256,8 @@ class RecsysService:
             for s in row
             if model.item_ids[s.item_index] not in exclude
         ]
+        if not items or items[0].score <= 0.0:
+            return None  # the history says nothing the model can use (e.g. one item nobody else has)
         return model.version, items
 
     def recommend_for_customer(
