@@ -42,3 +42,4 @@ producer.send(
     value=json.dumps(event).encode(),
 ).get(timeout=10)
 producer.close()
+print(event["id"])  # noqa: T201 (the event id is what the script reports)

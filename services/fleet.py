@@ -114,10 +114,10 @@ class Fleet:
     def _environment(self, name: str) -> dict[str, str]:
         env = dict(os.environ)
         env["CRM_KAFKA_BOOTSTRAP"] = self.bootstrap or ""
-        env.setdefault("CRM_ENVIRONMENT", "dev")
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         prefix = f"CRM_{name.upper()}_"
+        env.setdefault(prefix + "ENVIRONMENT", "dev")
         env.setdefault(prefix + "DATA_DIR", str((self.data_dir / name).resolve()))
         if name == "gateway":
             for other in SERVICE_PORTS:

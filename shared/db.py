@@ -103,6 +103,41 @@ class EventLedger:
         self.consumer_group = consumer_group
         self.session_factory = make_session_factory(engine)
         ledger_metadata.create_all(engine, checkfirst=True)
+        self._placeholder = p = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._claim_sql = (
+            f"INSERT INTO processed_events (consumer_group, event_id, processed_at) VALUES ({p}, {p}, {p}) "
+            "ON CONFLICT DO NOTHING"
+        )
+
+    def claim(self, session: Session, event_ids: Iterable[str]) -> list[str]:
+        """Record the ids as applied in the caller's transaction and return those that were new, in order.
+
+        Both statements run on the driver (no ORM overhead): this is on every consumer's hot path.
+        """
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return ids
+        connection = session.connection()
+        seen: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join([self._placeholder] * len(chunk))
+            rows = connection.exec_driver_sql(
+                "SELECT event_id FROM processed_events "
+                f"WHERE consumer_group = {self._placeholder} AND event_id IN ({marks})",
+                (self.consumer_group, *chunk),
+            )
+            seen.update(row[0] for row in rows)
+        fresh = [event_id for event_id in ids if event_id not in seen]
+        if fresh:
+            now = datetime.now(UTC)
+            stamp: object = (
+                now.strftime("%Y-%m-%d %H:%M:%S.%f") if self.engine.dialect.name == "sqlite" else now
+            )
+            connection.exec_driver_sql(
+                self._claim_sql, [(self.consumer_group, event_id, stamp) for event_id in fresh]
+            )
+        return fresh
 
     def unseen(self, session: Session, event_ids: Iterable[str]) -> set[str]:
         """The ids in ``event_ids`` this group has not applied yet."""

@@ -15,21 +15,22 @@ Guarantees of :class:`EventConsumer`:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Union
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 from sqlalchemy.orm import Session
 
-from shared.contracts import CloudEvent, dead_letter_topic, payload_model
+from shared.contracts import EVENT_TYPES, CloudEvent, dead_letter_topic
 from shared.db import EventLedger
 from shared.logging import get_logger
 from shared.metrics import (
@@ -146,27 +147,51 @@ class EventPublisher:
         self._producer.close(timeout=timeout_s)
 
 
-@dataclass(frozen=True, slots=True)
 class InboundEvent:
-    """A consumed event: its envelope, the validated payload, and where it came from."""
+    """A consumed event: its validated payload, its envelope, and where it came from."""
 
-    envelope: CloudEvent
-    payload: BaseModel
-    topic: str
-    partition: int
-    offset: int
+    __slots__ = ("_envelope", "_typed", "offset", "partition", "payload", "topic")
+
+    def __init__(
+        self, typed: CloudEvent, payload: BaseModel, topic: str, partition: int, offset: int
+    ) -> None:
+        self._typed = typed
+        self._envelope: CloudEvent | None = None
+        self.payload = payload
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+    @property
+    def envelope(self) -> CloudEvent:
+        """The CloudEvent with ``data`` as a plain dict (built on first use; most handlers need only
+        ``payload`` and the attributes below)."""
+        if self._envelope is None:
+            fields = {name: getattr(self._typed, name) for name in CloudEvent.model_fields if name != "data"}
+            extra = self._typed.model_extra or {}
+            self._envelope = CloudEvent.model_construct(
+                **fields, **extra, data=self.payload.model_dump(mode="json", exclude_none=True)
+            )
+        return self._envelope
 
     @property
     def id(self) -> str:
-        return self.envelope.id
+        return self._typed.id
 
     @property
     def type(self) -> str:
-        return self.envelope.type
+        return self._typed.type
 
     @property
     def subject(self) -> str | None:
-        return self.envelope.subject
+        return self._typed.subject
+
+    @property
+    def time(self) -> datetime:
+        return self._typed.time
+
+    def __repr__(self) -> str:
+        return f"InboundEvent(id={self.id!r}, type={self.type!r}, topic={self.topic!r}, offset={self.offset})"
 
 
 EventHandler = Callable[[Sequence[InboundEvent], Session], None]
@@ -180,28 +205,45 @@ class _Poison(Exception):
         self.detail = detail
 
 
+@lru_cache(maxsize=1)
+def _typed_events() -> TypeAdapter[Any]:
+    """One adapter that validates envelope and payload in a single pass, choosing the payload by ``type``."""
+    envelopes = [
+        create_model(
+            f"{entry.payload.__name__}Event",
+            __base__=CloudEvent,
+            type=(Literal[event_type], ...),  # type: ignore[valid-type]
+            data=(entry.payload, ...),
+        )
+        for event_type, entry in EVENT_TYPES.items()
+    ]
+    return TypeAdapter(Annotated[Union[tuple(envelopes)], Field(discriminator="type")])  # type: ignore[arg-type]  # noqa: UP007
+
+
 def parse_record(value: bytes | None) -> tuple[CloudEvent, BaseModel]:
     """Parse a record's value into its envelope and payload, or raise :class:`_Poison`."""
     if value is None:
         raise _Poison(DeadLetterReason.INVALID_JSON, "record has no value")
     try:
-        raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _Poison(DeadLetterReason.INVALID_JSON, f"not JSON: {exc}") from exc
-    try:
-        envelope = CloudEvent.model_validate(raw)
+        # pydantic-core parses the JSON and validates envelope + payload in one pass.
+        typed = _typed_events().validate_json(value)
     except ValidationError as exc:
-        raise _Poison(DeadLetterReason.INVALID_ENVELOPE, f"not a CloudEvent: {_short(exc)}") from exc
-    model = payload_model(envelope.type)
-    if model is None:
-        raise _Poison(DeadLetterReason.UNKNOWN_TYPE, f"unknown event type {envelope.type!r}")
-    try:
-        payload = model.model_validate(envelope.data)
-    except ValidationError as exc:
-        raise _Poison(
-            DeadLetterReason.INVALID_PAYLOAD, f"{envelope.type} payload invalid: {_short(exc)}"
-        ) from exc
-    return envelope, payload
+        raise _classify(exc) from exc
+    return typed, typed.data
+
+
+def _classify(exc: ValidationError) -> _Poison:
+    errors = exc.errors()
+    kinds = {err["type"] for err in errors}
+    if "json_invalid" in kinds:
+        return _Poison(DeadLetterReason.INVALID_JSON, f"not JSON: {_short(exc)}")
+    if "union_tag_invalid" in kinds:
+        return _Poison(DeadLetterReason.UNKNOWN_TYPE, f"unknown event type: {_short(exc)}")
+    if all(len(err["loc"]) >= 3 and err["loc"][1] == "data" for err in errors):
+        return _Poison(
+            DeadLetterReason.INVALID_PAYLOAD, f"{errors[0]['loc'][0]} payload invalid: {_short(exc)}"
+        )
+    return _Poison(DeadLetterReason.INVALID_ENVELOPE, f"not a CloudEvent: {_short(exc)}")
 
 
 def _short(exc: ValidationError) -> str:
@@ -238,6 +280,7 @@ class EventConsumer:
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
         self.assigned = threading.Event()
+        self._dead_lettered = 0
         self.error: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -298,6 +341,7 @@ class EventConsumer:
         """Apply one poll's records and commit their offsets; public so tests can drive a crash."""
         batch: list[InboundEvent] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        dead_lettered = self._dead_lettered
         for tp, messages in records.items():
             for message in messages:
                 offsets[tp] = OffsetAndMetadata(message.offset + 1, "", -1)
@@ -311,8 +355,8 @@ class EventConsumer:
                 batch.append(InboundEvent(envelope, payload, tp.topic, tp.partition, message.offset))
         if batch:
             self._apply(batch)
-        if self._dead_letters is not None:
-            self._dead_letters.flush()
+        if self._dead_lettered != dead_lettered and self._dead_letters is not None:
+            self._dead_letters.flush()  # dead letters are durable before the offsets move past them
         self.commit(offsets)
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
@@ -354,7 +398,8 @@ class EventConsumer:
     def _apply_once(self, batch: list[InboundEvent]) -> None:
         started = time.perf_counter()
         with self.ledger.session_factory() as session, session.begin():
-            new_ids = self.ledger.unseen(session, (e.id for e in batch))
+            # Claiming the ids and applying the events commit together, or not at all.
+            new_ids = set(self.ledger.claim(session, (e.id for e in batch)))
             fresh: list[InboundEvent] = []
             for event in batch:
                 if event.id in new_ids:
@@ -363,10 +408,9 @@ class EventConsumer:
             duplicates = len(batch) - len(fresh)
             if fresh:
                 self.handler(fresh, session)
-                self.ledger.mark(session, (e.id for e in fresh))
         HANDLER_SECONDS.labels(self.group_id, batch[0].topic).observe(time.perf_counter() - started)
-        for event in fresh:
-            EVENTS_CONSUMED.labels(self.group_id, event.topic, event.type).inc()
+        for (topic, event_type), count in Counter((e.topic, e.type) for e in fresh).items():
+            EVENTS_CONSUMED.labels(self.group_id, topic, event_type).inc(count)
         if duplicates:
             EVENTS_DUPLICATE.labels(self.group_id, batch[0].topic).inc(duplicates)
 
@@ -407,6 +451,7 @@ class EventConsumer:
             (DLQ_GROUP, self.group_id.encode()),
         ]
         self._dead_letters.publish_raw(dead_letter_topic(topic), value or b"", key or None, headers)
+        self._dead_lettered += 1
         EVENTS_DEAD_LETTERED.labels(self.group_id, topic, reason).inc()
         log.warning(
             "event_dead_lettered",

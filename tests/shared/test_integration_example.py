@@ -41,7 +41,9 @@ def test_plain_kafka_python_script_publishes_an_event_the_bus_accepts(
         ledger=EventLedger(engine, f"g-{unique}"),
     ).start()
     try:
-        assert wait_for(lambda: bool(received), timeout_s=30)
+        assert wait_for(lambda: bool(received), timeout_s=30), (
+            f"error={consumer.error!r} assigned={consumer.assigned.is_set()}"
+        )
     finally:
         consumer.stop()
     payload = received[0].payload
