@@ -37,7 +37,7 @@ class ItemIndex:
         *,
         flat_max_items: int = 100_000,
         nlist: int | None = None,
-        nprobe: int = 24,
+        nprobe: int = 32,
         use_gpu: bool | None = None,
         train_sample: int = 64,
         seed: int = 0,

@@ -21,7 +21,7 @@ class RecsysSettings(ServiceSettings):
     explain_top: int = Field(default=3, ge=0, le=20, description="'because' items per recommendation.")
     # Training
     min_train_interactions: int = Field(
-        default=1000, ge=10, description="Serve popularity until this many distinct interactions exist."
+        default=2000, ge=10, description="Serve popularity until this many interactions exist."
     )
     retrain_after_events: int = Field(
         default=20_000, ge=1, description="Retrain in the background after this many new interactions."
@@ -40,7 +40,7 @@ class RecsysSettings(ServiceSettings):
         default=100_000, ge=1, description="Exact IndexFlatIP up to this many items; IVF above."
     )
     ivf_nlist: int | None = Field(default=None, ge=1, description="IVF lists (default ~sqrt(items)).")
-    ivf_nprobe: int = Field(default=24, ge=1)
+    ivf_nprobe: int = Field(default=32, ge=1, description="IVF lists probed per search (recall vs latency).")
     use_gpu: bool | None = Field(
         default=None, description="FAISS on GPU: default when faiss-gpu and a GPU exist."
     )
