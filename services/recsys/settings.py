@@ -17,7 +17,6 @@ class RecsysSettings(ServiceSettings):
 
     data_dir: str = Field(default="var/recsys", description="SQLite file and model versions live here.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
-    default_k: int = Field(default=10, ge=1, le=200)
     explain_top: int = Field(default=3, ge=0, le=20, description="'because' items per recommendation.")
     # Training
     min_train_interactions: int = Field(
