@@ -8,6 +8,9 @@ import sys
 import structlog
 
 
+_HANDLER_NAME = "crm"
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     """Route stdlib and structlog logs through one renderer."""
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
@@ -36,8 +39,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace only our own handler: others (pytest's capture, an embedding app's) stay.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level.upper())
     # kafka-python is chatty at INFO (every rebalance step); keep its warnings only.
     logging.getLogger("kafka").setLevel(logging.WARNING)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.app import register_readiness
 from shared.db import EventLedger, database_is_reachable, make_engine, make_session_factory, sqlite_url
 from shared.kafka import EventConsumer, EventHandler, EventPublisher, ensure_topics
-from shared.logging import get_logger
+from shared.logging import configure_logging, get_logger
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -22,6 +22,7 @@ class ServiceRuntime:
     def __init__(self, service: str, settings: ServiceSettings, database_url: str | None = None) -> None:
         self.service = service
         self.settings = settings
+        configure_logging(settings.log_level, json=settings.json_logs)
         self.engine: Engine = make_engine(database_url or sqlite_url(settings.data_dir, service))
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
         self.publisher: EventPublisher | None = None

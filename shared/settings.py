@@ -62,6 +62,10 @@ class ServiceSettings(BaseSettings):
     consume_events: bool = Field(default=True, description="Run the Kafka consumers inside the service.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
+    @property
+    def json_logs(self) -> bool:
+        return self.log_json if self.log_json is not None else self.environment != "dev"
+
 
 @lru_cache
 def get_kafka_settings() -> KafkaSettings:
