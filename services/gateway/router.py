@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
@@ -287,12 +287,20 @@ def _replay(stored: IdempotencyRecord, request_hash: str) -> Response:
 async def search_customers(
     request: Request,
     _key: ReadKey,
-    q: Annotated[str | None, Query(max_length=200, description="Free-text search.")] = None,
-    segment: Annotated[str | None, Query(max_length=200)] = None,
+    segment_id: Annotated[
+        str | None, Query(max_length=200, description="Only members of this segment.")
+    ] = None,
+    cluster: Annotated[str | None, Query(max_length=100, description="RFM cluster, e.g. champions.")] = None,
+    churn_band: Annotated[Literal["low", "medium", "high"] | None, Query()] = None,
+    min_revenue: Annotated[float | None, Query(ge=0)] = None,
+    max_revenue: Annotated[float | None, Query(ge=0)] = None,
+    min_orders: Annotated[int | None, Query(ge=0)] = None,
+    sort: Literal["last_seen", "first_seen", "revenue", "orders", "id"] = "last_seen",
+    order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Any:
-    """Search customers (filters and paging are the profile service's)."""
+    """Search customers with filters (segment, cluster, churn band, revenue, orders), sorted and paged."""
     return await forward(request, "profile", "GET", "/customers", params=request.query_params.multi_items())
 
 
@@ -355,11 +363,33 @@ async def customer_timeline(
 
 @router.get("/customers/{customer_id}/recommendations", tags=["recommendations"], responses=PROXY_ERRORS)
 async def customer_recommendations(
-    request: Request, customer_id: CustomerId, _key: ReadKey, k: Annotated[int, Query(ge=1, le=100)] = 10
+    request: Request,
+    customer_id: CustomerId,
+    _key: ReadKey,
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    exclude_interacted: Annotated[bool, Query(description="Leave out items already interacted with.")] = True,
 ) -> Any:
     """Top-k recommendations for a customer, each with the items that explain it."""
     return await forward(
-        request, "recsys", "GET", f"/recommendations/{segment_path(customer_id)}", params={"k": k}
+        request,
+        "recsys",
+        "GET",
+        f"/recommendations/{segment_path(customer_id)}",
+        params={"k": k, "exclude_interacted": str(exclude_interacted).lower()},
+    )
+
+
+@router.get("/customers/{customer_id}/sentiment", tags=["sentiment"], responses=PROXY_ERRORS)
+async def customer_sentiment(
+    request: Request, customer_id: CustomerId, _key: ReadKey, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> Any:
+    """A customer's scored reviews and support messages with their mean score."""
+    return await forward(
+        request,
+        "sentiment",
+        "GET",
+        f"/customers/{segment_path(customer_id)}/sentiment",
+        params={"limit": limit},
     )
 
 
@@ -385,9 +415,7 @@ async def erase_customer(request: Request, customer_id: CustomerId, _key: Privac
 async def merge_customers(
     request: Request,
     _key: WriteKey,
-    body: Annotated[
-        dict[str, Any], Body(examples=[{"survivor_id": "c-1", "merged_id": "c-2", "dry_run": True}])
-    ],
+    body: Annotated[dict[str, Any], Body(examples=[{"customer_ids": ["c-1", "c-2"], "dry_run": True}])],
 ) -> Any:
     """Merge two customer profiles (``dry_run`` shows the result without changing anything)."""
     return await forward(request, "profile", "POST", "/merges", json_body=body)
@@ -408,7 +436,7 @@ async def list_segments(request: Request, _key: ReadKey) -> Any:
     return await forward(request, "profile", "GET", "/segments")
 
 
-@router.post("/segments", tags=["segments"], responses=PROXY_ERRORS)
+@router.post("/segments", tags=["segments"], status_code=201, responses=PROXY_ERRORS)
 async def create_segment(
     request: Request,
     _key: WriteKey,
@@ -433,8 +461,8 @@ async def update_segment(request: Request, segment_id: ResourceId, body: AnyJson
     return await forward(request, "profile", "PATCH", f"/segments/{segment_path(segment_id)}", json_body=body)
 
 
-@router.delete("/segments/{segment_id}", tags=["segments"], responses=PROXY_ERRORS)
-async def delete_segment(request: Request, segment_id: ResourceId, _key: WriteKey) -> Any:
+@router.delete("/segments/{segment_id}", tags=["segments"], status_code=204, responses=PROXY_ERRORS)
+async def delete_segment(request: Request, segment_id: ResourceId, _key: WriteKey) -> Response:
     """Delete a segment."""
     return await forward(request, "profile", "DELETE", f"/segments/{segment_path(segment_id)}")
 
@@ -501,7 +529,7 @@ async def at_risk_customers(
     )
 
 
-@router.post("/actions/reactions", tags=["churn"], responses=PROXY_ERRORS)
+@router.post("/actions/reactions", tags=["churn"], status_code=201, responses=PROXY_ERRORS)
 async def action_reaction(
     request: Request,
     _key: EventsKey,

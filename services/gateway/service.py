@@ -28,6 +28,27 @@ def _first(source: dict[str, Any] | None, *names: str) -> Any:
     return None
 
 
+def _identities(profile: dict[str, Any] | None) -> Any:
+    if not profile:
+        return None
+    if profile.get("identities") is not None:
+        return profile["identities"]
+    # The profile service shows the kinds of identifiers linked and the (decrypted) email and phone.
+    return {
+        "kinds": profile.get("identifier_kinds", []),
+        "email": profile.get("email"),
+        "phone": profile.get("phone"),
+    }
+
+
+def _sentiment(summary: Any, profile: dict[str, Any] | None) -> Any:
+    """The sentiment service's summary (count, mean, latest texts' labels) and the profile's trend."""
+    trend = _first(profile, "sentiment")
+    if summary is None and trend is None:
+        return None
+    return {"summary": summary, "trend": trend}
+
+
 async def _call(
     downstream: Downstream,
     path: str,
@@ -61,9 +82,9 @@ async def customer_360(
     recommendations: int,
     request_id: str | None,
 ) -> Customer360:
-    """Profile, recommendations and churn fetched in parallel; a dead service leaves its part null."""
+    """Profile, recommendations, churn and sentiment fetched in parallel; a dead service leaves its part null."""
     cid = segment_path(customer_id)
-    profile_r, recs_r, churn_r = await asyncio.gather(
+    profile_r, recs_r, churn_r, sentiment_r = await asyncio.gather(
         _call(downstreams["profile"], f"/customers/{cid}", "/customers/{id}", timeout_s, request_id),
         _call(
             downstreams["recsys"],
@@ -74,6 +95,14 @@ async def customer_360(
             {"k": recommendations},
         ),
         _call(downstreams["churn"], f"/churn/{cid}", "/churn/{id}", timeout_s, request_id),
+        _call(
+            downstreams["sentiment"],
+            f"/customers/{cid}/sentiment",
+            "/customers/{id}/sentiment",
+            timeout_s,
+            request_id,
+            {"limit": 5},
+        ),
     )
     if isinstance(profile_r, DownstreamResponse) and profile_r.status_code == 404:
         raise NotFound(f"no customer {customer_id!r}")
@@ -81,6 +110,7 @@ async def customer_360(
     profile = _body(profile_r, degraded, "profile")
     recs = _body(recs_r, degraded, "recsys")
     churn = _body(churn_r, degraded, "churn")
+    sentiment = _body(sentiment_r, degraded, "sentiment")
     profile = profile if isinstance(profile, dict) else None
     churn = churn if isinstance(churn, dict) else None
     if degraded:
@@ -88,10 +118,10 @@ async def customer_360(
     return Customer360(
         customer_id=str(_first(profile, "customer_id", "id") or customer_id),
         profile=profile,
-        identities=_first(profile, "identities", "identifiers"),
+        identities=_identities(profile),
         segments=_first(profile, "segments"),
         clv=_first(profile, "clv"),
-        sentiment=_first(profile, "sentiment", "sentiment_summary", "sentiment_trend"),
+        sentiment=_sentiment(sentiment, profile),
         recommendations=recs,
         churn=churn,
         next_best_action=_first(churn, "next_best_action", "next_best_actions"),
