@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from services.recsys.app import create_app
 from services.recsys.data import load_movielens_100k
 from services.recsys.repository import NewInteraction
-from services.recsys.service import RecsysService
+from services.recsys.service import ModelStore, RecsysService
 from services.recsys.settings import RecsysSettings
 from shared.db import unit_of_work
 from tests.recsys.conftest import FAST_GRID
@@ -110,3 +110,23 @@ def test_cold_start_serves_popularity_then_trains_from_seen_interactions(
         assert models["serving"] == trained.json()["model"]["version"] != first_version
         assert len(models["versions"]) == 2
         assert models["interactions"] == seeded
+
+
+def test_a_version_published_on_disk_is_swapped_in(data_dir_with_model: Path) -> None:
+    settings = RecsysSettings(
+        data_dir=str(data_dir_with_model), consume_events=False, auto_train=False, retrain_check_s=0.1
+    )
+    store = ModelStore(settings.models_dir(), keep=5)
+    with TestClient(create_app(settings)) as client:
+        old = client.get("/models").json()["serving"]
+        model = store.load(old)
+        model.version = "dlae-from-cli"
+        store.publish(model)  # what `crm recsys train` does
+        deadline = time.monotonic() + 20
+        while client.get("/models").json()["serving"] != "dlae-from-cli":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        body = client.get("/recommendations/someone", params={"k": 3}).json()
+        assert body["model_version"] == "dlae-from-cli"
+        assert "model:dlae-from-cli" in client.get("/readyz").json()["checks"]
+        assert {v["version"] for v in client.get("/models").json()["versions"]} == {old, "dlae-from-cli"}
