@@ -7,7 +7,6 @@ import sys
 
 import structlog
 
-
 _HANDLER_NAME = "crm"
 
 
