@@ -48,19 +48,28 @@ class FeatureSpec:
         self._cat_index = [{c: i for i, c in enumerate(cats)} for cats in self.categorical.values()]
 
     def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Rows of ``{feature: value}`` to the float matrix the model reads (unknown category = NaN)."""
+        """Rows of ``{feature: value}`` to the float matrix the model reads (missing/unknown = NaN)."""
         n_numeric = len(self.numeric)
-        X = np.full((len(rows), n_numeric + len(self.categorical)), np.nan)
-        cat_names = list(self.categorical)
-        for i, row in enumerate(rows):
-            for j, name in enumerate(self.numeric):
-                value = row.get(name)
-                if value is not None:
-                    X[i, j] = float(value)
-            for k, name in enumerate(cat_names):
-                code = self._cat_index[k].get(str(row.get(name)))
-                if code is not None:
-                    X[i, n_numeric + k] = code
+        X = np.empty((len(rows), n_numeric + len(self.categorical)))
+        for j, name in enumerate(self.numeric):
+            # Column at a time: numpy turns None into NaN with dtype=float.
+            X[:, j] = np.array([row.get(name) for row in rows], dtype=float)
+        for k, name in enumerate(self.categorical):
+            index = self._cat_index[k]
+            X[:, n_numeric + k] = np.array([index.get(str(row.get(name))) for row in rows], dtype=float)
+        return X
+
+    def columns_matrix(self, columns: Mapping[str, Sequence[Any]], n_rows: int) -> np.ndarray:
+        """Column-oriented input (``{feature: [values...]}``) to the model matrix: the fast batch path."""
+        n_numeric = len(self.numeric)
+        X = np.full((n_rows, n_numeric + len(self.categorical)), np.nan)
+        for j, name in enumerate(self.numeric):
+            if name in columns:
+                X[:, j] = np.asarray(columns[name], dtype=float)
+        for k, name in enumerate(self.categorical):
+            if name in columns:
+                index = self._cat_index[k]
+                X[:, n_numeric + k] = np.array([index.get(str(v)) for v in columns[name]], dtype=float)
         return X
 
     def frame_matrix(self, frame: Any) -> np.ndarray:
@@ -239,6 +248,9 @@ class ChurnModel:
 
     def frame_matrix(self, frame: Any) -> np.ndarray:
         return self.spec.frame_matrix(frame)
+
+    def columns_matrix(self, columns: Mapping[str, Sequence[Any]], n_rows: int) -> np.ndarray:
+        return self.spec.columns_matrix(columns, n_rows)
 
     # -- scores -------------------------------------------------------------------------------
 

@@ -49,16 +49,9 @@ class ScoreRow(Base):
     sentiment: Mapped[float | None] = mapped_column(Float, nullable=True)
     model_version: Mapped[str] = mapped_column(String(100))
     as_of: Mapped[float] = mapped_column(Float)
+    # The latest scores, most recent first (trend_window of them): what the trend compares against.
+    recent: Mapped[list[float]] = mapped_column(JSON, default=list)
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-
-
-class ScoreHistoryRow(Base):
-    __tablename__ = "churn_score_history"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    customer_id: Mapped[str] = mapped_column(String(200), index=True)
-    probability: Mapped[float] = mapped_column(Float)
-    as_of: Mapped[float] = mapped_column(Float)
 
 
 class SegmentRow(Base):

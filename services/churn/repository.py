@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.churn.features import Activity
@@ -14,13 +14,19 @@ from services.churn.models import (
     MetaRow,
     ReactionRow,
     RuleRow,
-    ScoreHistoryRow,
     ScoreRow,
     SegmentRow,
     TraitRow,
 )
 
 AS_OF_KEY = "latest_event_time"
+
+_activity = ActivityRow.__table__
+_ACTIVITY_OF = select(_activity.c.customer_id, _activity.c.time, _activity.c.kind, _activity.c.amount, _activity.c.value)
+# Statements built once: constructing them costs more than SQLite takes to run them on the hot path.
+_ACTIVITY_OF_ONE = _ACTIVITY_OF.where(_activity.c.customer_id == bindparam("customer_id"))
+_ACTIVITY_OF_MANY = _ACTIVITY_OF.where(_activity.c.customer_id.in_(bindparam("ids", expanding=True)))
+_RECENT_OF_ONE = select(ScoreRow.__table__.c.recent).where(ScoreRow.__table__.c.customer_id == bindparam("customer_id"))
 
 
 def add_activity(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -31,22 +37,22 @@ def add_activity(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 def histories(session: Session, customer_ids: Iterable[str]) -> dict[str, list[Activity]]:
     ids = list(set(customer_ids))
     out: dict[str, list[Activity]] = {c: [] for c in ids}
-    table = ActivityRow.__table__
+    # Core on the session's connection: the ORM layer costs more than the query on the hot path.
+    connection = session.connection()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        rows = session.execute(
-            select(table.c.customer_id, table.c.time, table.c.kind, table.c.amount, table.c.value).where(
-                table.c.customer_id.in_(chunk)
-            )
-        )
+        if len(chunk) == 1:
+            rows = connection.execute(_ACTIVITY_OF_ONE, {"customer_id": chunk[0]})
+        else:
+            rows = connection.execute(_ACTIVITY_OF_MANY, {"ids": chunk})
         for customer, time, kind, amount, value in rows:
             out[customer].append(Activity(time, kind, amount or 0.0, float("nan") if value is None else value))
     return out
 
 
 def latest_event_time(session: Session) -> float | None:
-    row = session.get(MetaRow, AS_OF_KEY)
-    return row.value if row is not None else None
+    table = MetaRow.__table__
+    return session.connection().execute(select(table.c.value).where(table.c.key == AS_OF_KEY)).scalar()
 
 
 def advance_event_time(session: Session, time: float) -> None:
@@ -66,20 +72,14 @@ def scores(session: Session, customer_ids: Iterable[str]) -> dict[str, ScoreRow]
     return out
 
 
-def add_history(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(ScoreHistoryRow.__table__.insert(), list(rows))
+def recent_probabilities(session: Session, customer_id: str) -> list[float]:
+    """The customer's latest stored scores, most recent first (empty when never scored)."""
+    value = session.connection().execute(_RECENT_OF_ONE, {"customer_id": customer_id}).scalar()
+    return list(value or [])
 
 
-def recent_probabilities(session: Session, customer_id: str, limit: int) -> list[float]:
-    """Most recent first."""
-    rows = session.execute(
-        select(ScoreHistoryRow.probability)
-        .where(ScoreHistoryRow.customer_id == customer_id)
-        .order_by(ScoreHistoryRow.id.desc())
-        .limit(limit)
-    )
-    return [r[0] for r in rows]
+def any_clv(session: Session) -> bool:
+    return session.connection().execute(select(TraitRow.__table__.c.customer_id).limit(1)).first() is not None
 
 
 def at_risk(session: Session, min_probability: float, limit: int) -> list[ScoreRow]:
@@ -96,7 +96,8 @@ def at_risk(session: Session, min_probability: float, limit: int) -> list[ScoreR
 
 def clv(session: Session, customer_ids: Iterable[str]) -> dict[str, float]:
     ids = list(set(customer_ids))
-    rows = session.execute(select(TraitRow.customer_id, TraitRow.clv).where(TraitRow.customer_id.in_(ids)))
+    table = TraitRow.__table__
+    rows = session.connection().execute(select(table.c.customer_id, table.c.clv).where(table.c.customer_id.in_(ids)))
     return {c: v for c, v in rows if v is not None}
 
 
@@ -109,8 +110,9 @@ def set_clv(session: Session, customer_id: str, value: float) -> None:
 
 
 def segments(session: Session, customer_id: str) -> list[str]:
-    rows = session.execute(
-        select(SegmentRow.segment_id, SegmentRow.segment_name).where(SegmentRow.customer_id == customer_id)
+    table = SegmentRow.__table__
+    rows = session.connection().execute(
+        select(table.c.segment_id, table.c.segment_name).where(table.c.customer_id == customer_id)
     )
     return [name for pair in rows for name in pair]
 
@@ -130,14 +132,13 @@ def erase_customer(session: Session, customer_id: str) -> None:
             or_(ActivityRow.customer_id == customer_id, ActivityRow.origin_customer_id == customer_id)
         )
     )
-    for table in (ScoreRow, ScoreHistoryRow, SegmentRow, TraitRow, ReactionRow):
+    for table in (ScoreRow, SegmentRow, TraitRow, ReactionRow):
         session.execute(delete(table).where(table.customer_id == customer_id))
 
 
 def merge_customers(session: Session, survivor_id: str, merged_id: str) -> None:
     session.execute(update(ActivityRow).where(ActivityRow.customer_id == merged_id).values(customer_id=survivor_id))
-    for table in (ScoreRow, ScoreHistoryRow):
-        session.execute(delete(table).where(table.customer_id == merged_id))
+    session.execute(delete(ScoreRow).where(ScoreRow.customer_id == merged_id))
     for row in list(session.scalars(select(SegmentRow).where(SegmentRow.customer_id == merged_id))):
         set_segment(session, survivor_id, row.segment_id, row.segment_name, True)
         session.delete(row)

@@ -15,6 +15,7 @@ from services.churn.models import RuleRow
 from services.churn.schemas import (
     AtRiskCustomer,
     AtRiskResponse,
+    BatchScores,
     ChurnScore,
     ModelInfo,
     ReactionIn,
@@ -118,10 +119,14 @@ def churn_for_customer(customer_id: str, session: SessionDep, service: ServiceDe
 
 @router.post("/churn/score", response_model=ScoreResponse)
 def score_batch(body: ScoreRequest, session: SessionDep, service: ServiceDep) -> ScoreResponse:
-    """Score a batch of customers (by id) and/or feature rows (events or table model)."""
+    """Score customers by id, feature rows (with reasons on request) and/or columns of feature rows (bulk)."""
     customers = [to_schema(service.score_customer(session, c)) for c in body.customer_ids]
     rows = [RowScore.model_validate(r) for r in service.score_rows(body.rows, body.model, body.reasons)] if body.rows else []
-    return ScoreResponse(customers=customers, rows=rows)
+    batch = None
+    if body.columns:
+        probability, bands, version = service.score_columns(body.columns, body.model)
+        batch = BatchScores.model_construct(probabilities=probability.tolist(), bands=bands, model_version=version)
+    return ScoreResponse(customers=customers, rows=rows, batch=batch)
 
 
 # -- next-best-action rules and reactions ---------------------------------------------------------
@@ -141,7 +146,7 @@ def list_rules(session: SessionDep) -> list[RuleOut]:
 
 
 @router.post("/actions/rules", response_model=RuleOut, status_code=201, tags=["actions"])
-def create_rule(body: RuleIn, session: SessionDep) -> RuleOut:
+def create_rule(body: RuleIn, session: SessionDep, service: ServiceDep) -> RuleOut:
     """Create a rule; every condition given must hold, the highest-priority match wins."""
     rule_id = body.id or re.sub(r"[^a-z0-9]+", "-", body.name.lower()).strip("-")[:100] or "rule"
     if repo.rule(session, rule_id) is not None:
@@ -149,6 +154,7 @@ def create_rule(body: RuleIn, session: SessionDep) -> RuleOut:
     row = RuleRow(**{**body.model_dump(), "id": rule_id})
     session.add(row)
     session.flush()
+    service.invalidate_rules()
     return _rule_out(row, {})
 
 
@@ -162,7 +168,7 @@ def get_rule(rule_id: str, session: SessionDep) -> RuleOut:
 
 
 @router.put("/actions/rules/{rule_id}", response_model=RuleOut, tags=["actions"])
-def replace_rule(rule_id: str, body: RuleIn, session: SessionDep) -> RuleOut:
+def replace_rule(rule_id: str, body: RuleIn, session: SessionDep, service: ServiceDep) -> RuleOut:
     """Replace a rule's conditions and action."""
     row = repo.rule(session, rule_id)
     if row is None:
@@ -170,16 +176,19 @@ def replace_rule(rule_id: str, body: RuleIn, session: SessionDep) -> RuleOut:
     for key, value in body.model_dump(exclude={"id"}).items():
         setattr(row, key, value)
     session.flush()
+    service.invalidate_rules()
     return _rule_out(row, repo.reaction_counts(session))
 
 
 @router.delete("/actions/rules/{rule_id}", status_code=204, tags=["actions"])
-def delete_rule(rule_id: str, session: SessionDep) -> Response:
+def delete_rule(rule_id: str, session: SessionDep, service: ServiceDep) -> Response:
     """Delete a rule (its recorded reactions stay)."""
     row = repo.rule(session, rule_id)
     if row is None:
         raise NotFound(f"no rule {rule_id!r}")
     session.delete(row)
+    session.flush()
+    service.invalidate_rules()
     return Response(status_code=204)
 
 

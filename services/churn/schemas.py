@@ -50,13 +50,17 @@ class ScoreRequest(BaseModel):
 
     customer_ids: list[str] = Field(default_factory=list, max_length=10_000)
     rows: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000, description="Feature rows.")
+    columns: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Column-oriented feature rows for bulk scoring ({feature: [values]}); answered in `batch`.",
+    )
     model: Literal["events", "table"] = Field(default="events", description="Which model scores `rows`.")
     reasons: bool = False
 
     @model_validator(mode="after")
     def _something(self) -> ScoreRequest:
-        if not self.customer_ids and not self.rows:
-            raise ValueError("give customer_ids or rows")
+        if not self.customer_ids and not self.rows and not self.columns:
+            raise ValueError("give customer_ids, rows or columns")
         return self
 
 
@@ -68,9 +72,16 @@ class RowScore(BaseModel):
     model_version: str
 
 
+class BatchScores(BaseModel):
+    probabilities: list[float]
+    bands: list[Band]
+    model_version: str
+
+
 class ScoreResponse(BaseModel):
     customers: list[ChurnScore] = Field(default_factory=list)
     rows: list[RowScore] = Field(default_factory=list)
+    batch: BatchScores | None = None
 
 
 class AtRiskCustomer(BaseModel):

@@ -20,7 +20,7 @@ from services.churn.models import RuleRow, ScoreRow
 from services.churn.settings import ChurnSettings
 from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id
 from shared.contracts import events as ev
-from shared.errors import NotFound, NotReady
+from shared.errors import InvalidRequest, NotFound, NotReady
 from shared.kafka import EventPublisher, InboundEvent
 from shared.logging import get_logger
 
@@ -99,6 +99,11 @@ class ChurnService:
         self.settings = settings
         self.holder = holder
         self.publisher = publisher
+        # Hot-path caches: the latest event time only grows; rules change only through this service's
+        # API, which calls invalidate_rules().
+        self._latest: float | None = None
+        self._rules: list[RuleSnapshot] | None = None
+        self._clv_known: bool | None = None
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -112,7 +117,13 @@ class ChurnService:
     def as_of(self, session: Session) -> float | None:
         if self.settings.as_of is not None:
             return to_days(self.settings.as_of)
-        return repo.latest_event_time(session)
+        if self._latest is None:
+            self._latest = repo.latest_event_time(session)
+        return self._latest
+
+    def _saw_event_time(self, time: float) -> None:
+        if self._latest is None or time > self._latest:
+            self._latest = time
 
     def score_histories(
         self,
@@ -135,16 +146,19 @@ class ChurnService:
         if not rows:
             return {}
         X = model.matrix(rows)
-        raw = model.raw_score(X)
-        probability = model.calibrator(raw)
         reasons: list[list[Reason]] = [[] for _ in rows]
         base = np.full(len(rows), np.nan)
         other = np.full(len(rows), np.nan)
         if with_reasons:
             contrib, base = model.contributions(X)
+            # The raw score is base + contributions (exact), which saves a second pass over the trees.
+            raw = base + contrib.sum(axis=1)
             reasons = model.top_reasons(contrib, rows, self.settings.reasons_top)
             # What the listed reasons leave out, so base + reasons + other == raw score exactly.
             other = contrib.sum(axis=1) - np.array([sum(r.weight for r in rs) for rs in reasons])
+        else:
+            raw = model.raw_score(X)
+        probability = model.calibrator(raw)
         values = self._values(params, rows)
         out: dict[str, Scored] = {}
         for i, customer in enumerate(ids):
@@ -200,7 +214,7 @@ class ChurnService:
         model = self.holder.require()
         as_of = self.as_of(session)
         history = repo.histories(session, [customer_id])[customer_id]
-        scored = self.score_histories({customer_id: history}, as_of, repo.clv(session, [customer_id])).get(
+        scored = self.score_histories({customer_id: history}, as_of, self._clvs(session, [customer_id])).get(
             customer_id
         ) if as_of is not None and history else None
         if scored is None:
@@ -209,10 +223,16 @@ class ChurnService:
                 band=self.band(model.base_rate), raw_score=None, base_value=None, reasons=[], features={},
                 value=None, value_source=None, sentiment=None, model_version=model.version, as_of=as_of,
             )  # fmt: skip
-        recent = repo.recent_probabilities(session, customer_id, self.settings.trend_window)
+        recent = repo.recent_probabilities(session, customer_id)
         scored.trend = self.trend(scored.probability, recent)
         scored.next_best_action = self.next_best_action(session, scored)
         return scored
+
+    def _clvs(self, session: Session, customers: Sequence[str] | set[str]) -> dict[str, float]:
+        """Known CLVs; skips the query while no customer has one (the common case on the hot path)."""
+        if self._clv_known is None:
+            self._clv_known = repo.any_clv(session)
+        return repo.clv(session, customers) if self._clv_known else {}
 
     def trend(self, current: float, recent: Sequence[float]) -> str:
         """Risk rising beyond ``trend_delta`` over the recent scores' mean: declining; falling: improving."""
@@ -247,25 +267,65 @@ class ChurnService:
         reasons = (
             model.top_reasons(model.contributions(X)[0], plain, self.settings.reasons_top) if with_reasons else None
         )
+        bands = self.bands(probability)
+        version = model.version
         return [
             {
-                "probability": float(probability[i]),
-                "band": self.band(float(probability[i])),
-                "raw_score": float(raw[i]),
-                "reasons": [_reason_dict(r) for r in reasons[i]] if reasons is not None else [],
-                "model_version": model.version,
+                "probability": p,
+                "band": b,
+                "raw_score": r,
+                "reasons": [_reason_dict(x) for x in reasons[i]] if reasons is not None else [],
+                "model_version": version,
             }
-            for i in range(len(rows))
+            for i, (p, b, r) in enumerate(zip(probability.tolist(), bands, raw.tolist(), strict=True))
         ]
+
+    def bands(self, probability: np.ndarray) -> list[str]:
+        codes = (probability >= self.settings.band_medium).astype(int) + (probability >= self.settings.band_high)
+        return [BANDS[c] for c in codes.tolist()]
+
+    def score_columns(self, columns: Mapping[str, Sequence[Any]], kind: str) -> tuple[np.ndarray, list[str], str]:
+        """Column-oriented batch scoring of the events model (no reasons): the bulk path."""
+        model = self.holder.require(kind)
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise InvalidRequest("every column needs the same number of values")
+        n_rows = lengths.pop() if lengths else 0
+        if kind == "table":
+            return self._score_table_columns(model, columns, n_rows)
+        probability = model.probability(model.columns_matrix(columns, n_rows))
+        return probability, self.bands(probability), model.version
+
+    def _score_table_columns(
+        self, model: ChurnModel, columns: Mapping[str, Sequence[Any]], n_rows: int
+    ) -> tuple[np.ndarray, list[str], str]:
+        import pandas as pd
+
+        from services.churn.table import engineer
+
+        frame = engineer(pd.DataFrame(dict(columns)))
+        for name in model.spec.names:
+            if name not in frame:
+                frame[name] = np.nan
+        probability = model.probability(model.frame_matrix(frame))
+        return probability, self.bands(probability), model.version
 
     # -- next-best-action ---------------------------------------------------------------------
 
     def next_best_action(self, session: Session, scored: Scored) -> dict[str, Any] | None:
-        segments = set(repo.segments(session, scored.customer_id))
-        for rule in repo.rules(session, enabled_only=True):
+        rules = self._rules
+        if rules is None:
+            rules = self._rules = [RuleSnapshot.of(r) for r in repo.rules(session, enabled_only=True)]
+        if not rules:
+            return None
+        segments = set(repo.segments(session, scored.customer_id)) if any(r.segment for r in rules) else set()
+        for rule in rules:
             if rule_matches(rule, scored, segments):
                 return {"rule_id": rule.id, "action": rule.action, "priority": rule.priority, "rule_name": rule.name}
         return None
+
+    def invalidate_rules(self) -> None:
+        self._rules = None
 
     def seed_rules(self, session: Session, rules: Sequence[Mapping[str, Any]] | None = None) -> int:
         if repo.count_rules(session):
@@ -312,6 +372,7 @@ class ChurnService:
                     clv = payload.traits.get("clv", payload.traits.get("customer_lifetime_value"))
                     if isinstance(clv, int | float) and not isinstance(clv, bool):
                         repo.set_clv(session, customer, float(clv))
+                        self._clv_known = True
                     continue
                 if kind == Kind.CONSENT:
                     continue
@@ -347,6 +408,8 @@ class ChurnService:
         flush()
         if latest is not None:
             repo.advance_event_time(session, latest)
+            # A rolled-back batch is retried and sets the same time again, so caching it now is safe.
+            self._saw_event_time(latest)
         if not touched:
             return 0
         return self.rescore(session, touched, trigger)
@@ -363,10 +426,9 @@ class ChurnService:
             return 0
         session.flush()
         histories = repo.histories(session, customers)
-        scored = self.score_histories(histories, as_of, repo.clv(session, customers))
+        scored = self.score_histories(histories, as_of, self._clvs(session, customers))
         existing = repo.scores(session, customers)
         emissions: list[tuple[str, CloudEvent, str | None]] = []
-        history_rows = []
         for customer in customers:
             current = scored.get(customer)
             row = existing.get(customer)
@@ -382,10 +444,9 @@ class ChurnService:
             row.probability, row.raw_score, row.band = current.probability, current.raw_score or 0.0, current.band
             row.reasons, row.value, row.value_source = reasons, current.value, current.value_source
             row.sentiment, row.model_version, row.as_of = current.sentiment, current.model_version, as_of
-            history_rows.append({"customer_id": customer, "probability": current.probability, "as_of": as_of})
+            row.recent = [current.probability, *(row.recent or [])][: self.settings.trend_window]
             if previous != current.band and (previous is not None or self.settings.emit_initial_band):
                 emissions.append(self._band_event(current, previous, (trigger or {}).get(customer, "")))
-        repo.add_history(session, history_rows)
         if emissions and self.publisher is not None:
             # Published before the transaction commits, with ids derived from the triggering event: a retry
             # after a crash re-sends the same ids, which every consumer's ledger drops (exactly once in effect).
@@ -411,7 +472,30 @@ class ChurnService:
         return self.settings.topic(Topic.CHURN_RISK_CHANGED), event, scored.customer_id
 
 
-def rule_matches(rule: RuleRow, scored: Scored, segments: set[str]) -> bool:
+@dataclass(frozen=True)
+class RuleSnapshot:
+    """A rule detached from its session (cached between requests)."""
+
+    id: str
+    name: str
+    action: str
+    priority: int
+    bands: list[str] | None
+    min_probability: float | None
+    max_probability: float | None
+    min_value: float | None
+    max_value: float | None
+    min_sentiment: float | None
+    max_sentiment: float | None
+    segment: str | None
+
+    @classmethod
+    def of(cls, row: RuleRow) -> RuleSnapshot:
+        return cls(row.id, row.name, row.action, row.priority, row.bands, row.min_probability, row.max_probability,
+                   row.min_value, row.max_value, row.min_sentiment, row.max_sentiment, row.segment)  # fmt: skip
+
+
+def rule_matches(rule: RuleSnapshot | RuleRow, scored: Scored, segments: set[str]) -> bool:
     p, value, sentiment = scored.probability, scored.value, scored.sentiment
     checks = [
         rule.bands is None or scored.band in rule.bands,
