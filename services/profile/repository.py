@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.profile.models import (
@@ -53,13 +54,20 @@ def load_customers(session: Session, ids: Iterable[str], *, lock: bool = True) -
 
 def insert_customers(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(Customer), rows)
+        session.execute(insert(Customer.__table__), rows)
 
 
 def update_customers(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Bulk UPDATE by primary key (one executemany)."""
-    if rows:
-        session.execute(update(Customer), rows)
+    """Bulk UPDATE by primary key: one executemany per set of columns."""
+    table = Customer.__table__
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(sorted(k for k in row if k != "id")), []).append(row)
+    for columns, group in by_columns.items():
+        statement = (
+            update(table).where(table.c.id == bindparam("key_id")).values({c: bindparam(c) for c in columns})
+        )
+        session.execute(statement, [{**{c: r[c] for c in columns}, "key_id": r["id"]} for r in group])
 
 
 def delete_customers(session: Session, ids: Sequence[str]) -> int:
@@ -101,7 +109,7 @@ def identifier_owners(session: Session, hashes: Iterable[str]) -> dict[str, str]
 
 def insert_identifiers(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(Identifier), rows)
+        session.execute(insert(Identifier.__table__), rows)
 
 
 def identifiers_of(session: Session, customer_id: str) -> list[Identifier]:
@@ -120,9 +128,29 @@ def delete_identifiers(session: Session, customer_ids: Sequence[str]) -> int:
 # --- timeline ----------------------------------------------------------------------------------
 
 
+_TIMELINE_SQLITE = (
+    "INSERT INTO profile_timeline (customer_id, event_id, type, channel, occurred_at, details) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 def insert_timeline(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(TimelineEntry), rows)
+    """The hottest write (one row per event). On SQLite it goes straight to the driver's executemany,
+    in the exact format SQLAlchemy's DateTime and JSON types use, which costs a third less."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(insert(TimelineEntry.__table__), rows)
+        return
+    dumps = json.dumps
+    params = [
+        (
+            r["customer_id"], r["event_id"], r["type"], r["channel"],
+            r["occurred_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), dumps(r["details"]),
+        )
+        for r in rows
+    ]  # fmt: skip
+    session.connection().exec_driver_sql(_TIMELINE_SQLITE, params)
 
 
 def timeline_page(
@@ -226,7 +254,7 @@ def member_ids_query(segment_id: str) -> Select[tuple[str]]:
 
 def add_members(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(SegmentMember), rows)
+        session.execute(insert(SegmentMember.__table__), rows)
 
 
 def remove_members(session: Session, pairs: list[tuple[str, str]]) -> None:

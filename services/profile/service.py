@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -99,8 +100,24 @@ SURVIVOR_FIRST = (
     "clv_model_version",
 )
 TEXT_LIMIT = 2000
+PUBLISH_TIMEOUT_S = 30.0
 
-Outbound = tuple[str, CloudEvent, str]
+
+def resolved_json(event: InboundEvent, customer_id: str) -> bytes:
+    """The event as received (same id, type, time, data) with ``subject`` = the canonical id, as JSON."""
+    # The bus keeps the validated envelope+payload model; dumping it is one pydantic-core call, far
+    # cheaper than building InboundEvent.envelope and copying it for every event.
+    typed = getattr(event, "_typed", None)
+    if typed is not None:
+        head = typed.model_dump_json(exclude_none=True, exclude={"data", "subject"}).encode()
+        # exclude_unset: exactly the fields the sender gave, without defaults the model filled in.
+        data = typed.data.model_dump_json(exclude_unset=True).encode()
+        return head[:-1] + b',"subject":' + json.dumps(customer_id).encode() + b',"data":' + data + b"}"
+    return event.envelope.model_copy(update={"subject": customer_id}).to_json_bytes()
+
+
+# (topic, event, key); the event is pre-serialised JSON on the hot path (resolved interactions).
+Outbound = tuple[str, CloudEvent | bytes, str]
 
 
 class CustomerNotFound(NotFound):
@@ -337,7 +354,16 @@ class ProfileService:
         if self.publisher is None:
             log.warning("publish_skipped_no_broker", events=len(items))
             return
-        self.publisher.publish_and_wait(list(items))
+        publisher = self.publisher
+        futures = [
+            publisher.publish_raw(topic, event, key.encode())
+            if isinstance(event, bytes)
+            else publisher.publish(topic, event, key)
+            for topic, event, key in items
+        ]
+        publisher.flush(PUBLISH_TIMEOUT_S)
+        for future in futures:
+            future.get(timeout=PUBLISH_TIMEOUT_S)
 
     # -- ingest -------------------------------------------------------------------------------
 
@@ -941,6 +967,7 @@ class _Batch:
         self.trigger: dict[str, str] = {}
         self._segments: list[Segment] | None = None
         self._hashes: dict[tuple[str, str], str] = {}
+        self.absent: set[str] = set()  # ids known not to exist (no query needed)
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -962,10 +989,11 @@ class _Batch:
         self.owners = repo.identifier_owners(self.session, hashes)
         wanted = set(self.owners.values()) | {self._canonical(e.payload.customer) for e in events}  # type: ignore[attr-defined]
         self.rows = repo.load_customers(self.session, wanted)
+        self.absent = wanted - set(self.rows)
 
     def _row(self, customer_id: str) -> dict[str, Any] | None:
         row = self.rows.get(customer_id)
-        if row is None:
+        if row is None and customer_id not in self.absent:
             row = repo.load_customers(self.session, [customer_id]).get(customer_id)
             if row is not None:
                 self.rows[customer_id] = row
@@ -1017,12 +1045,13 @@ class _Batch:
                         }
                     )
             self._apply(row, event, payload)
-            resolved = event.envelope.model_copy(update={"subject": customer_id})
-            self.outbound.append((Topic.INTERACTIONS_RESOLVED, resolved, customer_id))
+            self.outbound.append(
+                (Topic.INTERACTIONS_RESOLVED, resolved_json(event, customer_id), customer_id)
+            )
         self._flush()
 
     def _create(self, customer_id: str, event: InboundEvent) -> dict[str, Any]:
-        row = new_customer_row(customer_id, event.envelope.time, self.now)
+        row = new_customer_row(customer_id, event.time, self.now)
         row["version"] = 0  # becomes 1 with the event that creates it
         self.rows[customer_id] = row
         self.new_ids.add(customer_id)
@@ -1052,7 +1081,7 @@ class _Batch:
         return str(survivor["id"])
 
     def _apply(self, row: dict[str, Any], event: InboundEvent, payload: Interaction) -> None:
-        at = event.envelope.time
+        at = event.time
         kind = short_type(event.type)
         row["event_count"] += 1
         counts = row["counts_by_type"]
@@ -1089,8 +1118,8 @@ class _Batch:
             }
         if is_identify:
             row["traits"] = {**row["traits"], **payload.traits}  # type: ignore[attr-defined]
-        details = event.envelope.data.copy()
-        details.pop("customer", None)  # identifiers live hashed/encrypted elsewhere, never in the timeline
+        # Identifiers live hashed/encrypted elsewhere, never in the timeline.
+        details = payload.model_dump(mode="json", exclude_none=True, exclude={"customer"})
         if "text" in details and isinstance(details["text"], str):
             details["text"] = details["text"][:TEXT_LIMIT]
         self.timeline.append(
@@ -1155,7 +1184,7 @@ class _Batch:
                     "event_id": event.id,
                     "type": event.type,
                     "channel": None,
-                    "occurred_at": event.envelope.time,
+                    "occurred_at": event.time,
                     "details": details,
                 }
             )

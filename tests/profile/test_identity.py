@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from tests.profile.conftest import Store, event
@@ -41,7 +42,8 @@ def test_known_identifiers_attach_events_to_one_profile(store: Store, unique: st
             ),
         ]
     )
-    subjects = {e.subject for topic, e, _ in out if topic == "crm.interactions.resolved.v1"}
+    resolved = [json.loads(e) for topic, e, _ in out if topic == "crm.interactions.resolved.v1"]
+    subjects = {e["subject"] for e in resolved}
     assert len(subjects) == 1, "every event resolves to the same canonical id"
     (canonical,) = subjects
     assert canonical.startswith("cus_"), "the first event had only an anonymous id"
@@ -64,8 +66,9 @@ def test_known_identifiers_attach_events_to_one_profile(store: Store, unique: st
     assert view.traits == {"name": "Ann"}
     assert sorted(view.identifier_kinds) == ["anonymous_id", "customer_id", "email"]
     # Resolved events are republished unchanged but for the subject.
-    resolved = [e for topic, e, _ in out if topic == "crm.interactions.resolved.v1"]
-    assert next(e.data["customer"] for e in resolved) == {"anonymous_id": anon}
+    assert resolved[0]["data"]["customer"] == {"anonymous_id": anon}
+    assert resolved[0]["type"] == "crm.product_view.v1"
+    assert [e["subject"] for e in resolved] == [canonical] * 5
 
 
 def test_new_customer_ids_are_deterministic(database_url: str, tmp_path, unique: str) -> None:
@@ -85,7 +88,7 @@ def test_new_customer_ids_are_deterministic(database_url: str, tmp_path, unique:
     ]
     stores = [Store(database_url), Store(f"sqlite:///{tmp_path}/other.db")]
     try:
-        first, second = ([e.subject for _, e, _ in s.apply(events)] for s in stores)
+        first, second = ([json.loads(e)["subject"] for _, e, _ in s.apply(events)] for s in stores)
     finally:
         for s in stores:
             s.engine.dispose()
@@ -129,4 +132,4 @@ def test_identify_linking_two_profiles_merges_into_the_older(store: Store, uniqu
     assert view.traits == {"city": "Oslo", "age": 41}, "survivor wins unless its value is missing"
     assert (view.aggregates.orders, view.aggregates.revenue, view.aggregates.event_count) == (2, 12.0, 5)
     assert view.first_seen == T0
-    assert out[-1][1].subject == old
+    assert json.loads(out[-1][1])["subject"] == old
