@@ -129,7 +129,7 @@ def up(
     port_offset: int = typer.Option(0, help="Add this to every service port (8000-8004)."),
 ) -> None:
     """Start the broker and every service, load demo data, print the URLs; Ctrl-C stops everything."""
-    from services.fleet import Fleet, FleetError, install_stop_signals
+    from services.fleet import Fleet, FleetError, FleetInterrupted, install_stop_signals
 
     stop = threading.Event()
     install_stop_signals(stop)
@@ -137,7 +137,7 @@ def up(
     typer.echo(f"Starting {', '.join(fleet.services)} (logs in {data_dir}/logs) ...")
     try:
         fleet.start()
-        ready = fleet.wait_ready(ready_timeout)
+        ready = fleet.wait_ready(ready_timeout, stop)
         typer.echo(
             f"Kafka: {fleet.bootstrap}"
             + (" (embedded broker)" if "CRM_KAFKA_BOOTSTRAP" not in os.environ else "")
@@ -152,6 +152,8 @@ def up(
             _start_demo(fleet.bootstrap or "", demo_rate, stop)
         typer.echo("The fleet is up. Ctrl-C stops everything.")
         stop.wait()
+    except FleetInterrupted:
+        pass
     except FleetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

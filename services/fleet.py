@@ -55,6 +55,10 @@ class FleetError(RuntimeError):
     pass
 
 
+class FleetInterrupted(FleetError):
+    pass
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -155,8 +159,9 @@ class Fleet:
         log.info("service_started", service=name, port=self.port_of(name), pid=process.pid, log=str(log_path))
         return ServiceProcess(name, self.port_of(name), process, log_path)
 
-    def wait_ready(self, timeout_s: float = 300.0, on_ready: object = None) -> dict[str, float]:
-        """Poll every /readyz until 200; returns seconds to ready per service. Fails fast if one exits."""
+    def wait_ready(self, timeout_s: float = 300.0, stop: threading.Event | None = None) -> dict[str, float]:
+        """Poll every /readyz until 200; returns seconds to ready per service. Fails fast if one exits,
+        and gives up as soon as ``stop`` is set (Ctrl-C while starting)."""
         started = time.monotonic()
         ready: dict[str, float] = {}
         with httpx.Client(timeout=2.0) as client:
@@ -177,12 +182,17 @@ class Fleet:
                             )
                     except httpx.HTTPError:
                         pass
+                if stop is not None and stop.is_set():
+                    raise FleetInterrupted("stopped while starting")
                 if time.monotonic() - started > timeout_s:
                     waiting = [s.name for s in self._processes if s.name not in ready]
                     raise FleetError(
                         f"not ready after {timeout_s:.0f}s: {', '.join(waiting)} (see {self.data_dir}/logs)"
                     )
-                time.sleep(0.5)
+                if stop is not None:
+                    stop.wait(0.5)
+                else:
+                    time.sleep(0.5)
         return ready
 
     def stop(self) -> None:

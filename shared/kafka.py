@@ -15,6 +15,7 @@ Guarantees of :class:`EventConsumer`:
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -140,8 +141,17 @@ class EventPublisher:
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s)
 
-    def is_connected(self) -> bool:
-        return bool(self._producer.bootstrap_connected())
+    def is_connected(self, timeout_s: float = 1.0) -> bool:
+        """True when a bootstrap server accepts a connection. (kafka-python's own bootstrap_connected()
+        turns false once it retires the bootstrap connection, which would fail readiness forever.)"""
+        for server in self.settings.servers():
+            host, _, port = server.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.close(timeout=timeout_s)

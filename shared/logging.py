@@ -45,6 +45,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root.setLevel(level.upper())
     # kafka-python is chatty at INFO (every rebalance step); keep its warnings only.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python 3's selector warns whenever a task runs > 100 ms, which a busy 2-core host does often.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+    # httpx logs every request at INFO (the fleet runner polls /readyz twice a second).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
