@@ -52,6 +52,8 @@ class GatewaySettings(ServiceSettings):
     @field_validator("bootstrap_admin_key")
     @classmethod
     def _key_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # an empty variable means unset
         if value is not None and key_id_of(value.get_secret_value()) is None:
             raise ValueError(
                 "CRM_GATEWAY_BOOTSTRAP_ADMIN_KEY must look like crm_<id>_<secret> "

@@ -154,7 +154,7 @@ def test_rate_limit_answers_429_with_retry_after(kafka_settings: KafkaSettings, 
         )
 
 
-@pytest.mark.parametrize("value", ["", "crm_only-two"])
+@pytest.mark.parametrize("value", ["crm_only-two", "plain-password"])
 def test_bootstrap_key_must_have_the_key_format(
     kafka_settings: KafkaSettings, tmp_path: Path, value: str
 ) -> None:
