@@ -7,9 +7,11 @@ customer's cached history, so the very next request is scored from the new histo
 
 from __future__ import annotations
 
+import heapq
 import os
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 POPULARITY = "popularity"
+# How many of the most popular items are kept ranked.
+POPULAR_CACHE = 2000
 
 
 class ItemNotFound(NotFound):
@@ -121,6 +125,8 @@ class RecsysService:
         self._generation: dict[str, int] = {}
         self._counts: dict[str, int] = {}
         self._popular: list[str] | None = None
+        self._popular_at = 0.0
+        self._popular_dirty = False
         self._total_interactions = 0
         self._new_since_train = 0
         self._erased_since_train = False
@@ -208,24 +214,32 @@ class RecsysService:
                 self._histories.pop(customer_id, None)
                 self._generation[customer_id] = self._generation.get(customer_id, 0) + 1
 
-    def _popular_items(self) -> list[tuple[str, float]]:
+    def _popular_items(self, need: int) -> list[tuple[str, float]]:
+        """At least ``need`` items by popularity (fewer if the catalog is smaller), scores normalised to 0-1."""
+        now = time.monotonic()
         with self._lock:
-            if self._popular is None:
-                self._popular = sorted(self._counts, key=lambda item: (-self._counts[item], item))
-            popular, counts = self._popular, self._counts
-        if popular:
-            top = counts[popular[0]] or 1
-            return [(item, counts[item] / top) for item in popular]
+            counts = self._counts
+            # Re-rank at most once a second under a stream of events; the head of the list moves slowly.
+            if self._popular is None or (self._popular_dirty and now - self._popular_at > 1.0):
+                self._popular = heapq.nlargest(POPULAR_CACHE, counts, key=lambda item: (counts[item], item))
+                self._popular_at, self._popular_dirty = now, False
+            popular = self._popular
+            if need > len(popular) and len(counts) > len(popular):
+                popular = heapq.nlargest(need, counts, key=lambda item: (counts[item], item))
+            scored = [(item, counts.get(item, 0)) for item in popular]
+        if scored:
+            best = scored[0][1] or 1
+            return [(item, n / best) for item, n in scored]
         model = self._model
         if model is None:
             return []
-        order = np.argsort(-model.popularity, kind="stable")
-        best = float(model.popularity[order[0]]) or 1.0
-        return [(model.item_ids[j], float(model.popularity[j]) / best) for j in order]
+        order = np.argsort(-model.popularity, kind="stable")[: max(need, POPULAR_CACHE)]
+        top = float(model.popularity[order[0]]) or 1.0
+        return [(model.item_ids[j], float(model.popularity[j]) / top) for j in order]
 
     def _popularity(self, k: int, exclude: set[str]) -> list[RecommendedItem]:
         picked: list[RecommendedItem] = []
-        for item, score in self._popular_items():
+        for item, score in self._popular_items(k + len(exclude)):
             if item in exclude:
                 continue
             picked.append(RecommendedItem(item, score))
@@ -288,7 +302,8 @@ class RecsysService:
         if model is None or item_id not in model.item_position:
             raise ItemNotFound(f"item {item_id!r} is not in the served model ({self.model_version})")
         personal = self._personalized({item_id: 1.0}, k, {item_id})
-        assert personal is not None
+        if personal is None:  # nobody else interacted with it: nothing is similar yet
+            return Recommendations(model.version, "item_similarity", [], 1)
         version, items = personal
         return Recommendations(version, "item_similarity", items, 1)
 
@@ -306,7 +321,7 @@ class RecsysService:
             with self._lock:
                 for item in items:
                     self._counts[item] = self._counts.get(item, 0) + 1
-                self._popular = None
+                self._popular_dirty = True
                 self._total_interactions += len(items)
                 self._new_since_train += len(items)
 
