@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
@@ -135,5 +135,27 @@ def stand_in_churn() -> FastAPI:
             "trend": "declining",
             "next_best_action": {"action": "retention_offer", "rule_id": "r1"},
         }
+
+    return app
+
+
+def stand_in_fleet() -> FastAPI:
+    """One app answering every downstream route the gateway proxies, with the statuses the real services use
+    (for the schemathesis run, whose subject is the gateway's own contract)."""
+    app = FastAPI()
+    app.include_router(stand_in_profile().router)
+    app.include_router(stand_in_recsys().router)
+    app.include_router(stand_in_churn().router)
+    created = {("POST", "segments"), ("POST", "actions")}
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
+    async def anything(path: str, request: Request) -> Any:
+        first = path.split("/", 1)[0]
+        if request.method == "DELETE" and first == "segments":
+            return Response(status_code=204)
+        if path.endswith("/missing"):
+            return JSONResponse({"error": "NotFound", "detail": "no such thing"}, status_code=404)
+        status = 201 if (request.method, first) in created else 200
+        return JSONResponse({"path": path, "items": []}, status_code=status)
 
     return app
