@@ -16,6 +16,7 @@ Writes bench/results/profile_ingest.json (sqlite_events_per_s, postgres_events_p
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import queue
@@ -148,12 +149,17 @@ def freshness(kafka: KafkaSettings, data_dir: str, seconds: float, rate: float) 
     thread.start()
     base = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=base, timeout=5) as client:
+        ready_by = time.monotonic() + 120
         while True:
             try:
-                if client.get("/readyz").status_code == 200:
+                answer = client.get("/readyz")
+                if answer.status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
+                status = answer.text
+            except httpx.HTTPError as exc:
+                status = repr(exc)
+            if time.monotonic() > ready_by:
+                raise RuntimeError(f"the profile service never became ready: {status}")
             time.sleep(0.2)
         time.sleep(3)  # let the consumer group settle before the clock starts
         publisher = EventPublisher(kafka, client_id="bench-fresh", linger_ms=1)
@@ -185,7 +191,7 @@ def freshness(kafka: KafkaSettings, data_dir: str, seconds: float, rate: float) 
 
         checker = threading.Thread(target=check)
         checker.start()
-        load = iter(cdnow_events())
+        load = iter(list(itertools.islice(cdnow_events(), int(seconds * rate) + 10)))
         run = uuid.uuid4().hex[:6]
         started = time.perf_counter()
         n = 0
@@ -197,9 +203,9 @@ def freshness(kafka: KafkaSettings, data_dir: str, seconds: float, rate: float) 
                     Purchase(customer=CustomerRef(customer_id=cid), order_id=f"o{n}", amount=1.0),
                     source="/bench",
                 )
+                sent = time.perf_counter()
                 publisher.publish(Topic.INTERACTIONS, event, cid)
-                publisher.flush()
-                probes.put((cid, time.perf_counter()))
+                probes.put((cid, sent))
             else:
                 item = next(load)
                 publisher.publish(item.topic, item.event, item.key)

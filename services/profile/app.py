@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from services.profile.batch import BatchScheduler
 from services.profile.consumers import (
     INTERACTION_EVENT_TYPES,
     INTERACTIONS_GROUP,
@@ -63,9 +64,14 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
         app.state.settings = settings
         runtime.start(app)
         register_readiness(app, "migrations", lambda: True)
+        jobs = BatchScheduler(runtime.session_factory, settings)
+        if settings.batch_interval_s > 0:
+            jobs.start()
+        app.state.batch_jobs = jobs
         try:
             yield
         finally:
+            jobs.stop()
             await run_in_threadpool(runtime.close)
 
     app = build_app(

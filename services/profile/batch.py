@@ -7,6 +7,7 @@ so replayed historical data (CDNOW is 1997-98) is scored relative to its own tim
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ def name_clusters(centers: np.ndarray) -> list[str]:
 def _quintiles(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
     ranks = values.argsort(kind="stable").argsort(kind="stable") / max(len(values) - 1, 1)
     scores = np.minimum((ranks * 5).astype(int) + 1, 5)
-    return scores if higher_is_better else 6 - scores
+    return np.asarray(scores if higher_is_better else 6 - scores)
 
 
 def cluster_customers(
@@ -247,3 +248,42 @@ def cluster_customers(
         )  # fmt: skip
     log.info("rfm_clustered", version=version, k=k, silhouette=round(score, 4), sizes=sizes)
     return ClusterRun(version, len(rows), k, score, sizes, silhouettes)
+
+
+class BatchScheduler:
+    """Runs the CLV fit and the clustering in a background thread every ``batch_interval_s``."""
+
+    FIRST_RUN_AFTER_S = 30.0
+
+    def __init__(self, factory: sessionmaker[Session], settings: Any) -> None:
+        self.factory = factory
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="profile-batch-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def run_once(self) -> None:
+        for name, job in (
+            ("clv", lambda: fit_clv(self.factory, horizon_days=self.settings.clv_horizon_days)),
+            ("rfm_clusters", lambda: cluster_customers(self.factory, max_k=self.settings.max_clusters)),
+        ):
+            try:
+                job()
+            except ValueError as exc:  # too few buyers yet
+                log.info("batch_job_skipped", job=name, reason=str(exc))
+            except Exception:
+                log.exception("batch_job_failed", job=name)
+
+    def _run(self) -> None:
+        wait = self.FIRST_RUN_AFTER_S
+        while not self._stop.wait(wait):
+            self.run_once()
+            wait = self.settings.batch_interval_s

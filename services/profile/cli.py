@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 app = typer.Typer(help="Profile service: database, CLV and RFM clustering jobs.", no_args_is_help=True)
 
 
-def _factory():  # type: ignore[no-untyped-def]
+def _factory() -> sessionmaker[Session]:
     from services.profile.db import migrate
     from services.profile.settings import get_settings
     from shared.db import make_engine, make_session_factory, sqlite_url

@@ -60,14 +60,17 @@ def summarize(
         days = by_customer.setdefault(customer, {})
         days[day] = days.get(day, 0.0) + amount
     customers = sorted(by_customer)
-    x, t_x, age, monetary = [], [], [], []
+    x: list[float] = []
+    t_x: list[float] = []
+    age: list[float] = []
+    monetary: list[float] = []
     for customer in customers:
-        days = sorted(by_customer[customer])
-        first, last = days[0], days[-1]
-        x.append(len(days) - 1)
+        ordered = sorted(by_customer[customer])
+        first, last = ordered[0], ordered[-1]
+        x.append(len(ordered) - 1)
         t_x.append((last - first).days / period_days)
         age.append((end - first).days / period_days)
-        repeats = [by_customer[customer][d] for d in days[1:]]
+        repeats = [by_customer[customer][d] for d in ordered[1:]]
         monetary.append(float(np.mean(repeats)) if repeats else 0.0)
     return RfmSummary(
         customers, np.array(x, float), np.array(t_x, float), np.array(age, float), np.array(monetary)

@@ -4,7 +4,7 @@ migrations in ``migrations/`` (run at start-up), never by ``create_all``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -190,3 +191,10 @@ class BatchRun(Base):
     fitted_at: Mapped[datetime]
     customers: Mapped[int]
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# Typed handles on the tables for Core statements on the hot paths.
+customers_table = cast(Table, Customer.__table__)
+identifiers_table = cast(Table, Identifier.__table__)
+timeline_table = cast(Table, TimelineEntry.__table__)
+segment_members_table = cast(Table, SegmentMember.__table__)

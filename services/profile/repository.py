@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Result, Select, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.profile.models import (
@@ -19,15 +19,23 @@ from services.profile.models import (
     Segment,
     SegmentMember,
     TimelineEntry,
+    customers_table,
+    identifiers_table,
+    segment_members_table,
+    timeline_table,
 )
 
-CUSTOMER_COLUMNS = tuple(c.name for c in Customer.__table__.columns)
+CUSTOMER_COLUMNS = tuple(c.name for c in customers_table.columns)
 CHUNK = 500
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def _locks(session: Session) -> bool:
@@ -41,7 +49,7 @@ def _locks(session: Session) -> bool:
 def load_customers(session: Session, ids: Iterable[str], *, lock: bool = True) -> dict[str, dict[str, Any]]:
     """Customer rows as plain dicts, keyed by id, in one query per 500 ids."""
     wanted = sorted(set(ids))
-    table = Customer.__table__
+    table = customers_table
     found: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(wanted):
         query = select(table).where(table.c.id.in_(chunk))
@@ -54,12 +62,12 @@ def load_customers(session: Session, ids: Iterable[str], *, lock: bool = True) -
 
 def insert_customers(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(Customer.__table__), rows)
+        session.execute(insert(customers_table), rows)
 
 
 def update_customers(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk UPDATE by primary key: one executemany per set of columns."""
-    table = Customer.__table__
+    table = customers_table
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_columns.setdefault(tuple(sorted(k for k in row if k != "id")), []).append(row)
@@ -71,7 +79,7 @@ def update_customers(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def delete_customers(session: Session, ids: Sequence[str]) -> int:
-    return session.execute(delete(Customer).where(Customer.id.in_(ids))).rowcount or 0
+    return _rowcount(session.execute(delete(Customer).where(Customer.id.in_(ids))))
 
 
 def customers_merged_into(session: Session, survivor_id: str) -> list[str]:
@@ -81,7 +89,7 @@ def customers_merged_into(session: Session, survivor_id: str) -> list[str]:
 def search_customers(
     session: Session, filters: list[Any], order_by: Any, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    table = Customer.__table__
+    table = customers_table
     base: Select[Any] = select(table).where(table.c.status == "active", *filters)
     total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
     rows = session.execute(base.order_by(order_by, table.c.id).limit(limit).offset(offset)).mappings()
@@ -89,7 +97,7 @@ def search_customers(
 
 
 def all_active_customers(session: Session) -> list[dict[str, Any]]:
-    table = Customer.__table__
+    table = customers_table
     return [dict(r) for r in session.execute(select(table).where(table.c.status == "active")).mappings()]
 
 
@@ -109,7 +117,7 @@ def identifier_owners(session: Session, hashes: Iterable[str]) -> dict[str, str]
 
 def insert_identifiers(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(Identifier.__table__), rows)
+        session.execute(insert(identifiers_table), rows)
 
 
 def identifiers_of(session: Session, customer_id: str) -> list[Identifier]:
@@ -122,7 +130,7 @@ def move_identifiers(session: Session, hashes: Sequence[str], to_customer: str) 
 
 
 def delete_identifiers(session: Session, customer_ids: Sequence[str]) -> int:
-    return session.execute(delete(Identifier).where(Identifier.customer_id.in_(customer_ids))).rowcount or 0
+    return _rowcount(session.execute(delete(Identifier).where(Identifier.customer_id.in_(customer_ids))))
 
 
 # --- timeline ----------------------------------------------------------------------------------
@@ -140,7 +148,7 @@ def insert_timeline(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name != "sqlite":
-        session.execute(insert(TimelineEntry.__table__), rows)
+        session.execute(insert(timeline_table), rows)
         return
     dumps = json.dumps
     params = [
@@ -206,9 +214,8 @@ def move_timeline(
 
 
 def delete_timeline(session: Session, customer_ids: Sequence[str]) -> int:
-    return (
-        session.execute(delete(TimelineEntry).where(TimelineEntry.customer_id.in_(customer_ids))).rowcount
-        or 0
+    return _rowcount(
+        session.execute(delete(TimelineEntry).where(TimelineEntry.customer_id.in_(customer_ids)))
     )
 
 
@@ -248,13 +255,13 @@ def segment_member_ids(session: Session, segment_id: str) -> set[str]:
     )
 
 
-def member_ids_query(segment_id: str) -> Select[tuple[str]]:
+def member_ids_query(segment_id: str) -> Select[Any]:
     return select(SegmentMember.customer_id).where(SegmentMember.segment_id == segment_id)
 
 
 def add_members(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(SegmentMember.__table__), rows)
+        session.execute(insert(segment_members_table), rows)
 
 
 def remove_members(session: Session, pairs: list[tuple[str, str]]) -> None:
@@ -268,13 +275,13 @@ def remove_members(session: Session, pairs: list[tuple[str, str]]) -> None:
 
 def delete_memberships(session: Session, customer_ids: Sequence[str]) -> int:
     query = delete(SegmentMember).where(SegmentMember.customer_id.in_(customer_ids))
-    return session.execute(query).rowcount or 0
+    return _rowcount(session.execute(query))
 
 
 def members_page(
     session: Session, segment_id: str, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    table = Customer.__table__
+    table = customers_table
     base = (
         select(table)
         .join(SegmentMember, SegmentMember.customer_id == table.c.id)

@@ -13,11 +13,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import Column
 from sqlalchemy.orm import Session
 
 from services.profile import repository as repo
-from services.profile.models import Customer, Segment
+from services.profile.models import Segment, customers_table
 from services.profile.schemas import (
     CustomerPage,
     CustomerPatch,
@@ -83,12 +82,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise InvalidRequest("cursor is not one this API returned") from exc
 
 
-SORTS: dict[str, Column[Any]] = {
-    "last_seen": Customer.__table__.c.last_seen,
-    "first_seen": Customer.__table__.c.first_seen,
-    "revenue": Customer.__table__.c.revenue,
-    "orders": Customer.__table__.c.orders,
-    "id": Customer.__table__.c.id,
+SORTS: dict[str, Any] = {
+    "last_seen": customers_table.c.last_seen,
+    "first_seen": customers_table.c.first_seen,
+    "revenue": customers_table.c.revenue,
+    "orders": customers_table.c.orders,
+    "id": customers_table.c.id,
 }
 
 
@@ -113,7 +112,7 @@ def list_customers(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> CustomerPage:
     """List active customers with filters, sorted and paged."""
-    table = Customer.__table__
+    table = customers_table
     filters: list[Any] = []
     if segment_id is not None:
         filters.append(table.c.id.in_(repo.member_ids_query(segment_id)))
@@ -327,3 +326,26 @@ def refresh_segment(request: Request, service: ServiceDep, segment_id: str) -> S
         segment = service.get_segment(session, segment_id)
         outbound.extend(service.refresh_segment(session, segment))
         return _segment_out(session, segment)
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+@router.get("/models", tags=["customers"])
+def model_versions(request: Request, service: ServiceDep) -> dict[str, Any]:
+    """The CLV and RFM-cluster models currently written on the profiles, with their parameters."""
+    with transaction(request, service) as (session, _):
+        out: dict[str, Any] = {}
+        for kind in ("clv", "rfm_clusters"):
+            run = repo.latest_run(session, kind)
+            out[kind] = (
+                None
+                if run is None
+                else {
+                    "version": run.id,
+                    "fitted_at": run.fitted_at,
+                    "customers": run.customers,
+                    "params": run.params,
+                }
+            )
+        return out

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -112,7 +112,9 @@ def resolved_json(event: InboundEvent, customer_id: str) -> bytes:
         head = typed.model_dump_json(exclude_none=True, exclude={"data", "subject"}).encode()
         # exclude_unset: exactly the fields the sender gave, without defaults the model filled in.
         data = typed.data.model_dump_json(exclude_unset=True).encode()
-        return head[:-1] + b',"subject":' + json.dumps(customer_id).encode() + b',"data":' + data + b"}"
+        return bytes(
+            head[:-1] + b',"subject":' + json.dumps(customer_id).encode() + b',"data":' + data + b"}"
+        )
     return event.envelope.model_copy(update={"subject": customer_id}).to_json_bytes()
 
 
@@ -219,7 +221,7 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def sentiment_trend(row: dict[str, Any]) -> str | None:
+def sentiment_trend(row: dict[str, Any]) -> Literal["improving", "declining", "stable"] | None:
     if not row["sentiment_count"] or row["sentiment_recent"] is None:
         return None
     delta = row["sentiment_recent"] - row["sentiment_sum"] / row["sentiment_count"]
@@ -451,7 +453,7 @@ class ProfileService:
                 count=row["sentiment_count"],
                 average=row["sentiment_sum"] / row["sentiment_count"] if row["sentiment_count"] else None,
                 recent=row["sentiment_recent"],
-                trend=sentiment_trend(row),  # type: ignore[arg-type]
+                trend=sentiment_trend(row),
                 last_label=row["sentiment_last_label"],
             ),
             churn=ChurnRisk(
@@ -840,9 +842,9 @@ class ProfileService:
                         "linked_at": ident.created_at.isoformat(),
                     }
                 )
-        timeline = []
+        timeline: list[dict[str, Any]] = []
         for cid in ids:
-            before = None
+            before: tuple[datetime, int] | None = None
             while True:
                 page = repo.timeline_page(session, cid, 1000, before, None)
                 timeline.extend(

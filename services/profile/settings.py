@@ -33,6 +33,12 @@ class ProfileSettings(ServiceSettings):
     )
     timeline_page_max: int = Field(default=500, ge=1)
     max_clusters: int = Field(default=8, ge=2, le=20)
+    batch_interval_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Refit CLV and the RFM clusters in the background this often (first run 30 s after "
+        "start-up); 0 turns it off (use `crm profile fit-clv` / `crm profile cluster`).",
+    )
 
     @property
     def uses_dev_pii_key(self) -> bool:
