@@ -11,8 +11,6 @@ from fastapi import Depends, FastAPI
 from services.sentiment.batcher import MicroBatcher
 from services.sentiment.consumers import (
     CUSTOMER_EVENT_TYPES,
-    GROUP_CUSTOMERS,
-    GROUP_INTERACTIONS,
     TEXT_EVENT_TYPES,
     handle_customer_events,
     make_interaction_handler,
@@ -24,10 +22,23 @@ from services.sentiment.settings import SentimentSettings, get_settings
 from shared.app import build_app, register_readiness
 from shared.auth import require_internal_key
 from shared.contracts import Topic
+from shared.kafka import EventPublisher
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
+
+
+def producer_connected(publisher: EventPublisher) -> bool:
+    """Workaround: shared EventPublisher.is_connected() asks kafka-python for its bootstrap connection,
+    which is closed once broker connections exist (false forever with kafka-python 3.0); look at the
+    producer's connections to the brokers instead. Reported to the spine owner."""
+    try:
+        producer = publisher._producer
+        client = producer._sender._client
+        return any(client.connected(b.node_id) for b in producer._metadata.brokers())
+    except Exception:
+        return False
 
 
 def create_app(settings: SentimentSettings | None = None) -> FastAPI:
@@ -48,6 +59,7 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
                 raise RuntimeError("sentiment model not loaded")
             return loaded
 
+        publisher: EventPublisher | None = None
         if settings.consume_events:
             publisher = runtime.connect_kafka(
                 [
@@ -58,13 +70,13 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
                 ]
             )
             runtime.add_consumer(
-                GROUP_INTERACTIONS,
+                settings.consumer_group,
                 [Topic.INTERACTIONS_RESOLVED],
                 make_interaction_handler(engine, publisher),
                 TEXT_EVENT_TYPES,
             )
             runtime.add_consumer(
-                GROUP_CUSTOMERS,
+                settings.customers_group,
                 [Topic.CUSTOMER_ERASED, Topic.CUSTOMER_MERGED],
                 handle_customer_events,
                 CUSTOMER_EVENT_TYPES,
@@ -91,6 +103,10 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
                 runtime.start(app)
                 # /readyz names the served versions: the model check's name carries them.
                 checks = {k: v for k, v in app.state.readiness_checks.items() if k != "model"}
+                if publisher is not None:
+                    connected = publisher
+                    connected._producer.partitions_for(Topic.SENTIMENT_SCORED)  # opens the broker connections
+                    checks["broker"] = lambda: producer_connected(connected)
                 checks[f"model:en={loaded.english.version};zh={loaded.chinese.version}"] = lambda: True
                 app.state.readiness_checks = checks
             except Exception as exc:

@@ -15,8 +15,6 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-GROUP_INTERACTIONS = "crm-sentiment"
-GROUP_CUSTOMERS = "crm-sentiment-customers"
 TEXT_EVENT_TYPES = (EventTypeName.REVIEW.value, EventTypeName.SUPPORT_MESSAGE.value)
 CUSTOMER_EVENT_TYPES = (EventTypeName.CUSTOMER_ERASED.value, EventTypeName.CUSTOMER_MERGED.value)
 

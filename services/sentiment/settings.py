@@ -36,6 +36,12 @@ class SentimentSettings(ServiceSettings):
     )
     max_texts_per_request: int = Field(default=256, ge=1)
     max_text_chars: int = Field(default=5000, ge=1)
+    consumer_group: str = Field(
+        default="crm-sentiment", description="Group reading reviews/support messages."
+    )
+    customers_group: str = Field(
+        default="crm-sentiment-customers", description="Group reading merges/erasures."
+    )
     first_start_cap: int = Field(
         default=1200, ge=50, description="Texts per English set for the first-start head."
     )

@@ -1,0 +1,259 @@
+"""Texts/s of our sentiment server (micro-batched, length-sorted) against a naive
+``transformers.pipeline("text-classification")`` on the same model and texts, in the same run, plus the
+p99 latency of single-text requests under 32 concurrent clients, and on CPU plain torch vs int8 dynamic
+quantisation (speed and held-out accuracy).
+
+    .venv/bin/python bench/sentiment_throughput.py [--data-dir var/sentiment] [--texts 512]
+
+Serves the newest fine-tuned model in <data-dir>/models; without one (fresh checkout) it saves the base
+MiniLM with an untrained 2-class head: same architecture, same cost. Writes
+bench/results/sentiment_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from services.sentiment import data
+from services.sentiment.model import (
+    KIND_FINETUNED,
+    base_model_path,
+    list_models,
+    load_english,
+    write_metadata,
+)
+
+RESULTS = Path(__file__).parent / "results" / "sentiment_throughput.json"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def model_dir_for(data_dir: Path) -> Path:
+    found = list_models(data_dir / "models", KIND_FINETUNED)
+    if found:
+        return found[0]
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = data_dir / "models" / "minilm-untrained-head-bench"
+    if not (path / "metadata.json").exists():
+        model = AutoModelForSequenceClassification.from_pretrained(str(base_model_path()), num_labels=2)
+        model.save_pretrained(str(path))
+        AutoTokenizer.from_pretrained(str(base_model_path())).save_pretrained(str(path))
+        write_metadata(
+            path, {"kind": "bench-only", "version": path.name, "max_length": 128, "created_at": ""}
+        )
+    return path
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return f"cpu ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+
+
+def naive_pipeline(model_dir: Path, texts: list[str]) -> float:
+    """One text per call, as most code does it."""
+    from transformers import pipeline
+
+    pipe = pipeline(
+        "text-classification",
+        model=str(model_dir),
+        tokenizer=str(model_dir),
+        device=0 if device_name().startswith("cuda") else -1,
+        truncation=True,
+        max_length=128,
+    )
+    pipe(texts[:4])  # warm-up
+    started = time.perf_counter()
+    for text in texts:
+        pipe(text)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, model_dir: Path, backend: str) -> None:
+        self.port = free_port()
+        env = dict(
+            os.environ,
+            CRM_SENTIMENT_DATA_DIR=str(data_dir),
+            CRM_SENTIMENT_MODEL_VERSION=model_dir.name,
+            CRM_SENTIMENT_CONSUME_EVENTS="false",
+            CRM_SENTIMENT_CPU_BACKEND=backend,
+            CRM_SENTIMENT_MAX_BATCH_SIZE="64",
+            CRM_SENTIMENT_MAX_WAIT_MS="4",
+            CRM_LOG_LEVEL="WARNING",
+        )
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "services.sentiment.app:create_app",
+                "--factory",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout_s: float = 600) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited")
+            time.sleep(0.5)
+        raise TimeoutError("server not ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def server_throughput(url: str, texts: list[str], clients: int = 32, per_request: int = 8) -> float:
+    import httpx
+
+    chunks = [texts[i : i + per_request] for i in range(0, len(texts), per_request)]
+    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)
+    ) as client:
+        await client.post("/sentiment", json={"texts": texts[:8]})  # warm-up
+
+        async def worker() -> None:
+            while not queue.empty():
+                chunk = queue.get_nowait()
+                response = await client.post("/sentiment", json={"texts": chunk})
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return len(texts) / (time.perf_counter() - started)
+
+
+async def single_text_latency(url: str, texts: list[str], clients: int = 32) -> list[float]:
+    import httpx
+
+    latencies: list[float] = []
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for text in texts:
+        queue.put_nowait(text)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)
+    ) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                text = queue.get_nowait()
+                started = time.perf_counter()
+                response = await client.post("/sentiment", json={"texts": [text]})
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", default=os.environ.get("CRM_SENTIMENT_DATA_DIR", "var/sentiment"))
+    parser.add_argument("--texts", type=int, default=512, help="Texts per throughput measurement.")
+    parser.add_argument("--single", type=int, default=320, help="Single-text requests for the p99.")
+    parser.add_argument("--accuracy-texts", type=int, default=500, help="Held-out texts for torch vs int8.")
+    args = parser.parse_args()
+    data_dir = Path(args.data_dir)
+    model_dir = model_dir_for(data_dir)
+    on_gpu = device_name().startswith("cuda")
+    # Same texts for everyone: held-out reviews and snippets, mixed lengths.
+    sets = data.english_datasets(data_dir)
+    pool = [t for ds in sets for t in ds.test.texts]
+    rng = np.random.default_rng(0)
+    texts = [pool[i] for i in rng.permutation(len(pool))[: args.texts]]
+    results: dict[str, float | str] = {"device": device_name(), "texts": len(texts)}
+
+    # CPU backends: held-out accuracy in-process, then server speed; the faster at equal accuracy is served.
+    backends = ["torch"] if on_gpu else ["torch", "int8"]
+    rt = data.rotten_tomatoes().test.sample(args.accuracy_texts, 1)
+    speeds: dict[str, float] = {}
+    for backend in backends:
+        model = load_english(model_dir, backend=backend)  # type: ignore[arg-type]
+        acc = float(((model.predict_proba(rt.texts) >= 0.5) == np.asarray(rt.labels)).mean())
+        del model
+        server = Server(data_dir, model_dir, backend)
+        try:
+            server.wait_ready()
+            speeds[backend] = asyncio.run(server_throughput(server.url, texts))
+            if backend == "torch":
+                latencies = asyncio.run(single_text_latency(server.url, texts[: args.single]))
+                results["p99_ms_single"] = round(1000 * float(np.percentile(latencies, 99)), 1)
+                results["p50_ms_single"] = round(1000 * float(np.percentile(latencies, 50)), 1)
+        finally:
+            server.stop()
+        results[f"{backend}_texts_per_s"] = round(speeds[backend], 1)
+        results[f"{backend}_rt_acc"] = round(acc, 4)
+        print(f"  server[{backend}]: {speeds[backend]:.1f} texts/s, RT accuracy {acc:.4f}", flush=True)
+    best = max(speeds, key=lambda b: speeds[b])
+    if best != "torch" and abs(float(results[f"{best}_rt_acc"]) - float(results["torch_rt_acc"])) > 0.01:
+        best = "torch"  # not equal accuracy: do not trade it for speed
+    results["server_backend"] = best
+    results["server_texts_per_s"] = round(speeds[best], 1)
+    pipeline_speed = naive_pipeline(model_dir, texts)
+    results["pipeline_texts_per_s"] = round(pipeline_speed, 1)
+    results["speedup"] = round(speeds[best] / pipeline_speed, 2)
+
+    print(f"\nmodel {model_dir.name} on {results['device']}, {len(texts)} texts")
+    print(f"{'what':<44}{'value':>12}")
+    for key in (
+        "pipeline_texts_per_s",
+        *(f"{b}_texts_per_s" for b in backends),
+        "server_texts_per_s",
+        "speedup",
+        "p50_ms_single",
+        "p99_ms_single",
+        *(f"{b}_rt_acc" for b in backends),
+    ):
+        print(f"{key:<44}{results[key]!s:>12}")
+    print(f"served backend: {best}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    numeric = {k: v for k, v in results.items() if isinstance(v, int | float)}
+    RESULTS.write_text(
+        json.dumps({**numeric, "device": results["device"], "server_backend": best}, indent=2, sort_keys=True)
+        + "\n"
+    )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
