@@ -1,5 +1,5 @@
 """Events/s through the bus (produce -> consume -> idempotent handler -> ledger -> commit) next to a raw
-kafka-python consume loop (poll -> json.loads -> commit) over the same events, in the same run.
+kafka-python consume loop (poll -> json.loads -> commit) over the same events, in the same run, alternating for --rounds rounds (medians).
 
     .venv/bin/python bench/bus.py [--events 50000]
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -46,11 +47,11 @@ def produce(settings: KafkaSettings, topic: str, count: int) -> float:
     return count / elapsed
 
 
-def raw_loop(settings: KafkaSettings, topic: str, count: int) -> float:
+def raw_loop(settings: KafkaSettings, topic: str, count: int, group: str) -> float:
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=settings.servers(),
-        group_id="bench-raw",
+        group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.session_timeout_ms,
@@ -75,7 +76,7 @@ def raw_loop(settings: KafkaSettings, topic: str, count: int) -> float:
     return count / elapsed
 
 
-def bus_loop(settings: KafkaSettings, topic: str, count: int, db_dir: str) -> float:
+def bus_loop(settings: KafkaSettings, topic: str, count: int, db_dir: str, group: str) -> float:
     handled = 0
     first = 0.0
     done = threading.Event()
@@ -106,6 +107,9 @@ def bus_loop(settings: KafkaSettings, topic: str, count: int, db_dir: str) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="Alternating raw/bus rounds; medians are reported."
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP")
     broker = None if bootstrap else EmbeddedBroker().start()
@@ -114,14 +118,19 @@ def main() -> None:
     try:
         ensure_topics(settings, [topic])
         produce_rate = produce(settings, topic, args.events)
-        raw = raw_loop(settings, topic, args.events)
+        raws, buses = [], []
         with tempfile.TemporaryDirectory() as db_dir:
-            bus = bus_loop(settings, topic, args.events, db_dir)
+            for round_ in range(args.rounds):
+                raws.append(raw_loop(settings, topic, args.events, f"bench-raw-{round_}"))
+                buses.append(bus_loop(settings, topic, args.events, db_dir, f"bench-bus-{round_}"))
+        raw, bus = statistics.median(raws), statistics.median(buses)
     finally:
         if broker:
             broker.stop()
     results = {
         "events": args.events,
+        "rounds": args.rounds,
+        "max_poll_records": settings.max_poll_records,
         "produce_events_per_s": round(produce_rate),
         "raw_events_per_s": round(raw),
         "bus_events_per_s": round(bus),

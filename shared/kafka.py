@@ -236,7 +236,7 @@ def parse_record(value: bytes | None) -> tuple[CloudEvent, BaseModel]:
         raise _Poison(DeadLetterReason.INVALID_JSON, "record has no value")
     try:
         # pydantic-core parses the JSON and validates envelope + payload in one pass.
-        typed = _typed_events().validate_json(value)
+        typed = _typed_events().validator.validate_json(value)
     except ValidationError as exc:
         raise _classify(exc) from exc
     return typed, typed.data

@@ -28,7 +28,7 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     session_timeout_ms: int = Field(default=6000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
-    max_poll_records: int = Field(default=500, ge=1)
+    max_poll_records: int = Field(default=2000, ge=1, description="Most events applied per transaction.")
     poll_timeout_ms: int = Field(default=200, ge=1)
     handler_retries: int = Field(default=3, ge=0, description="Retries of a failing handler before DLQ.")
     retry_backoff_ms: int = Field(default=100, ge=0)
