@@ -159,3 +159,13 @@ def stand_in_fleet() -> FastAPI:
         return JSONResponse({"path": path, "items": []}, status_code=status)
 
     return app
+
+
+def stand_in_sentiment() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/customers/{customer_id}/sentiment")
+    async def summary(customer_id: str, limit: int = 50) -> Any:
+        return {"customer_id": customer_id, "count": 1, "mean_score": 0.9, "items": []}
+
+    return app
