@@ -147,7 +147,9 @@ class EventPublisher:
         for server in self.settings.servers():
             host, _, port = server.rpartition(":")
             try:
-                with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+                with socket.create_connection(
+                    (host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s
+                ):
                     return True
             except (OSError, ValueError):
                 continue
@@ -222,7 +224,7 @@ def _typed_events() -> TypeAdapter[Any]:
         create_model(
             f"{entry.payload.__name__}Event",
             __base__=CloudEvent,
-            type=(Literal[event_type], ...),  # type: ignore[valid-type]
+            type=(Literal[event_type], ...),  # type: ignore[arg-type]
             data=(entry.payload, ...),
         )
         for event_type, entry in EVENT_TYPES.items()

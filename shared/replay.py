@@ -118,9 +118,9 @@ def cdnow_events(*, sample: bool = False, customers: Iterable[str] | None = None
     order_number: dict[tuple[str, str], int] = {}
     keyed = []
     for row in rows:
-        day = row.day.strftime("%Y%m%d")
-        n = order_number.get((row.customer_id, day), 0)
-        order_number[(row.customer_id, day)] = n + 1
+        day_key = row.day.strftime("%Y%m%d")
+        n = order_number.get((row.customer_id, day_key), 0)
+        order_number[(row.customer_id, day_key)] = n + 1
         keyed.append((row.day, row.customer_id, n, row))
     keyed.sort(key=lambda k: (k[0], k[1], k[2]))
     for day, customer, n, row in keyed:

@@ -109,7 +109,7 @@ def asyncapi_document() -> dict[str, Any]:
 
 
 def render_asyncapi() -> str:
-    return yaml.safe_dump(asyncapi_document(), sort_keys=True, allow_unicode=True, width=110)
+    return str(yaml.safe_dump(asyncapi_document(), sort_keys=True, allow_unicode=True, width=110))
 
 
 def render_schema(schema: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ this module (``crm contracts export``); a test fails when they disagree."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,7 +34,7 @@ def dead_letter_topic(topic: str) -> str:
 @dataclass(frozen=True)
 class EventType:
     type: str
-    payload: type[BaseModel]
+    payload: builtins.type[BaseModel]  # `type` is also a field name here
     topic: Topic
     summary: str
 
@@ -165,7 +166,7 @@ TOPICS: dict[Topic, TopicInfo] = {
 }
 
 
-def payload_model(event_type: str) -> type[BaseModel] | None:
+def payload_model(event_type: str) -> builtins.type[BaseModel] | None:
     entry = EVENT_TYPES.get(event_type)
     return entry.payload if entry else None
 
