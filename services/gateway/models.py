@@ -63,6 +63,7 @@ class WebhookDelivery(Base):
     )
     event_id: Mapped[str] = mapped_column(String(200))
     event_type: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)

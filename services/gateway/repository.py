@@ -110,6 +110,16 @@ def add_deliveries(session: Session, deliveries: Sequence[dict[str, Any]]) -> No
         session.flush()
 
 
+def forget_customer_deliveries(session: Session, customer_id: str) -> int:
+    """Erasure: the delivery log of a customer's past events goes (pending ones are still sent)."""
+    result = session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.customer_id == customer_id, WebhookDelivery.status != "pending"
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def due_deliveries(
     session: Session, now: datetime, limit: int
 ) -> Sequence[tuple[WebhookDelivery, WebhookSubscription]]:

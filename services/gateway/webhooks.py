@@ -94,7 +94,11 @@ def new_subscription(url: str, event_types: Sequence[str], description: str | No
 
 
 def handle_fleet_events(events: Sequence[InboundEvent], session: Session) -> None:
-    """Consumer handler: one pending delivery per (event, matching subscription)."""
+    """Consumer handler: one pending delivery per (event, matching subscription); an erasure also
+    removes the delivery log of the erased customer's earlier events."""
+    for event in events:
+        if event.type == EventTypeName.CUSTOMER_ERASED.value:
+            repository.forget_customer_deliveries(session, str(getattr(event.payload, "customer_id", "")))
     subscriptions = repository.list_subscriptions(session)
     if not subscriptions:
         return
@@ -102,6 +106,7 @@ def handle_fleet_events(events: Sequence[InboundEvent], session: Session) -> Non
     rows: list[dict[str, Any]] = []
     for event in events:
         body = event.envelope.model_dump(mode="json", exclude_none=True)
+        customer_id = getattr(event.payload, "customer_id", None) or event.subject
         for subscription in subscriptions:
             if event.type in subscription.event_types:
                 rows.append(
@@ -110,6 +115,7 @@ def handle_fleet_events(events: Sequence[InboundEvent], session: Session) -> Non
                         "subscription_id": subscription.id,
                         "event_id": event.id,
                         "event_type": event.type,
+                        "customer_id": str(customer_id) if customer_id else None,
                         "payload": body,
                         "status": "pending",
                         "attempts": 0,

@@ -10,10 +10,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from services.gateway.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from services.gateway.webhooks import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    handle_fleet_events,
+    verify_signature,
+)
 from shared.contracts import CloudEvent, EventTypeName, Topic
-from shared.contracts.events import ChurnRiskChanged
-from shared.kafka import EventPublisher
+from shared.contracts.events import ChurnRiskChanged, CustomerErased
+from shared.kafka import EventPublisher, InboundEvent
 from shared.settings import KafkaSettings
 from tests.gateway.support import ADMIN_KEY, serving
 
@@ -120,13 +126,22 @@ def test_churn_event_is_delivered_signed_after_a_retry(
         assert client.get(f"/v1/webhooks/{other['id']}/deliveries", headers=HEADERS).json() == []
         time.sleep(0.3)
         assert len(received) == 2
+        # Erasure of the customer removes the delivered log of their events.
+        erase(client.app.state, f"c-{unique}")  # type: ignore[attr-defined]
+        assert client.get(f"/v1/webhooks/{subscription['id']}/deliveries", headers=HEADERS).json() == []
+
+
+def erase(app_state: Any, customer_id: str) -> None:
+    """Apply a customer-erased event through the webhook consumer's handler, as the consumer does."""
+    payload = CustomerErased(customer_id=customer_id, erasure_id=f"e-{customer_id}")
+    event = CloudEvent.new(EventTypeName.CUSTOMER_ERASED, payload, source="/profile", subject=customer_id)
+    inbound = InboundEvent(event, payload, Topic.CUSTOMER_ERASED.value, 0, 0)
+    with app_state.runtime.session_factory() as session, session.begin():
+        handle_fleet_events([inbound], session)
 
 
 def test_delivery_fails_after_the_last_attempt_and_subscriptions_can_be_deleted(client: TestClient) -> None:
     # Nothing listens on this port: every attempt fails, then the delivery is marked failed.
-    from services.gateway.webhooks import handle_fleet_events
-    from shared.kafka import InboundEvent
-
     created = client.post(
         "/v1/webhooks",
         json={"url": "http://127.0.0.1:9/hook", "event_types": ["customer_erased"]},
@@ -134,12 +149,7 @@ def test_delivery_fails_after_the_last_attempt_and_subscriptions_can_be_deleted(
     ).json()
     app_state = client.app.state  # type: ignore[attr-defined]
     app_state.webhooks.max_attempts = 2
-    event = CloudEvent.new(
-        EventTypeName.CUSTOMER_ERASED, {"customer_id": "c1", "erasure_id": "e1"}, source="/profile"
-    )
-    inbound = InboundEvent(event, event, Topic.CUSTOMER_ERASED.value, 0, 0)  # type: ignore[arg-type]
-    with app_state.runtime.session_factory() as session, session.begin():
-        handle_fleet_events([inbound], session)
+    erase(app_state, "c1")
 
     def failed() -> bool:
         log = client.get(f"/v1/webhooks/{created['id']}/deliveries", headers=HEADERS).json()
