@@ -56,10 +56,12 @@ def main() -> None:
         events = []
         for customer, history in histories.items():
             for i, a in enumerate(history):
-                payload = ev.Purchase(customer=ev.CustomerRef(customer_id=customer), order_id=f"{customer}-{i}",
-                                      amount=a.amount)
-                envelope = CloudEvent.new(EventTypeName.PURCHASE, payload, source="/bench", subject=customer,
-                                          time=from_days(a.time))
+                payload = ev.Purchase(
+                    customer=ev.CustomerRef(customer_id=customer), order_id=f"{customer}-{i}", amount=a.amount
+                )
+                envelope = CloudEvent.new(
+                    EventTypeName.PURCHASE, payload, source="/bench", subject=customer, time=from_days(a.time)
+                )
                 events.append(InboundEvent(envelope, payload, "bench", 0, i))
         events.sort(key=lambda e: e.envelope.time)
         started = time.perf_counter()

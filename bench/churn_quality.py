@@ -33,14 +33,18 @@ def telco() -> dict[str, float]:
     started = time.perf_counter()
     run = train_table(train_path, test_path, tune=True)
     m = run.metrics
-    print(f"\nTelco: {m['rows_fit']} fit + {m['rows_validation']} validation rows "
-          f"({m['train_rows_dropped_as_in_test']} train rows dropped: they are the test rows), "
-          f"{m['test_rows']} test rows, {time.perf_counter() - started:.1f} s")
+    print(
+        f"\nTelco: {m['rows_fit']} fit + {m['rows_validation']} validation rows "
+        f"({m['train_rows_dropped_as_in_test']} train rows dropped: they are the test rows), "
+        f"{m['test_rows']} test rows, {time.perf_counter() - started:.1f} s"
+    )
     print(f"  chosen: trees={m['trees']} gbt_weight={m['gbt_weight']} params={run.fit.model.params}")
     print("  reliability (test):  bin          n   mean predicted   observed")
     for row in m["test_reliability"]:
-        print(f"                       {row['bin_low']:.1f}-{row['bin_high']:.1f}  {row['count']:5d}"
-              f"   {row['mean_predicted']:14.3f}   {row['observed_rate']:8.3f}")
+        print(
+            f"                       {row['bin_low']:.1f}-{row['bin_high']:.1f}  {row['count']:5d}"
+            f"   {row['mean_predicted']:14.3f}   {row['observed_rate']:8.3f}"
+        )
     leaky = train_table(train_path, test_path, tune=False, drop_test_ids_from_train=False).metrics["test_auc"]
     return {
         "telco_auc": m["test_auc"],
@@ -82,8 +86,10 @@ def cdnow(label_days: float, tune: bool) -> dict[str, float]:
         "cdnow_train_rows": float(model.metrics["snapshot_rows"]),
         "cdnow_label_days": float(label_days),
     }
-    print(f"\nCDNOW: {len(y)} customers at T0, churn rate {y.mean():.3f}, {model.metrics['snapshot_rows']} "
-          f"training snapshot rows from cutoffs {len(train_cutoffs)}, {time.perf_counter() - started:.1f} s")
+    print(
+        f"\nCDNOW: {len(y)} customers at T0, churn rate {y.mean():.3f}, {model.metrics['snapshot_rows']} "
+        f"training snapshot rows from cutoffs {len(train_cutoffs)}, {time.perf_counter() - started:.1f} s"
+    )
     print(f"  BG/NBD at T0: r={params.r:.3f} alpha={params.alpha:.3f} a={params.a:.3f} b={params.b:.3f}")
     return out
 

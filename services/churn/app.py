@@ -75,7 +75,9 @@ def create_app(settings: ChurnSettings | None = None) -> FastAPI:
             publisher = runtime.connect_kafka([*topics(settings), settings.topic(Topic.CHURN_RISK_CHANGED)])
         service = ChurnService(settings, holder, publisher)
         with unit_of_work(runtime.session_factory) as session:
-            seeded = service.seed_rules(session, load_rules_file(settings.rules_file) if settings.rules_file else None)
+            seeded = service.seed_rules(
+                session, load_rules_file(settings.rules_file) if settings.rules_file else None
+            )
             if seeded:
                 log.info("churn_rules_seeded", rules=seeded)
         runtime.add_consumer(settings.consumer_group, topics(settings), make_handler(service), EVENT_TYPES)

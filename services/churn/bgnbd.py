@@ -59,7 +59,9 @@ def fit(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, penalizer: float = 0.0) -
     return BGNBDParams(float(r), float(alpha), float(a), float(b))
 
 
-def p_alive(params: BGNBDParams, x: np.ndarray | float, t_x: np.ndarray | float, T: np.ndarray | float) -> np.ndarray:
+def p_alive(
+    params: BGNBDParams, x: np.ndarray | float, t_x: np.ndarray | float, T: np.ndarray | float
+) -> np.ndarray:
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     with np.errstate(divide="ignore", invalid="ignore"):

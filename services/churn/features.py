@@ -10,6 +10,7 @@ serving sees exactly what training saw. Times are in days (float, since the Unix
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -164,7 +165,7 @@ def customer_features(
     prev_30 = counts[60] - counts[30]
     prev_90 = counts[180] - counts[90]
     days = sorted({math.floor(t) for t in active_times})
-    gaps = [b - a for a, b in zip(days, days[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(days)]
     gap_mean = sum(gaps) / len(gaps) if gaps else math.nan
     gap_std = float(np.std(gaps)) if len(gaps) > 1 else math.nan
     recency = as_of - last
@@ -272,7 +273,9 @@ def snapshots(
     return SnapshotSet(rows, np.asarray(labels), np.asarray(groups), list(cutoffs), params)
 
 
-def cdnow_histories(path: Any = None, max_customers: int | None = None, seed: int = 0) -> dict[str, list[Activity]]:
+def cdnow_histories(
+    path: Any = None, max_customers: int | None = None, seed: int = 0
+) -> dict[str, list[Activity]]:
     """CDNOW master transactions (lifetimes package file) as purchase histories, keyed by customer id."""
     from services.churn.table import package_dir
 

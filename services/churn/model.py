@@ -122,8 +122,8 @@ class Calibrator:
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         if self.kind == "isotonic":
-            return np.clip(np.interp(raw, np.asarray(self.x), np.asarray(self.y)), 0.0, 1.0)
-        return 1.0 / (1.0 + np.exp(-(self.a * raw + self.b)))
+            return np.asarray(np.clip(np.interp(raw, np.asarray(self.x), np.asarray(self.y)), 0.0, 1.0))
+        return np.asarray(1.0 / (1.0 + np.exp(-(self.a * raw + self.b))))
 
     @classmethod
     def fit(cls, kind: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
@@ -186,7 +186,7 @@ class LinearPart:
         return out
 
     def raw(self, X: np.ndarray, n_numeric: int) -> np.ndarray:
-        return self.base() + self.contributions(X, n_numeric).sum(axis=1)
+        return np.asarray(self.base() + self.contributions(X, n_numeric).sum(axis=1))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -273,7 +273,9 @@ class ChurnModel:
             base = w * base + (1.0 - w) * self.linear.base()
         return contrib, base
 
-    def top_reasons(self, contrib: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int = 5) -> list[list[Reason]]:
+    def top_reasons(
+        self, contrib: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int = 5
+    ) -> list[list[Reason]]:
         """The ``top`` strongest contributions per row (either sign), strongest first, in words."""
         names = self.spec.names
         k = min(top, contrib.shape[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.churn.features import Activity
@@ -22,16 +22,20 @@ from services.churn.models import (
 AS_OF_KEY = "latest_event_time"
 
 _activity = ActivityRow.__table__
-_ACTIVITY_OF = select(_activity.c.customer_id, _activity.c.time, _activity.c.kind, _activity.c.amount, _activity.c.value)
+_ACTIVITY_OF = select(
+    _activity.c.customer_id, _activity.c.time, _activity.c.kind, _activity.c.amount, _activity.c.value
+)
 # Statements built once: constructing them costs more than SQLite takes to run them on the hot path.
 _ACTIVITY_OF_ONE = _ACTIVITY_OF.where(_activity.c.customer_id == bindparam("customer_id"))
 _ACTIVITY_OF_MANY = _ACTIVITY_OF.where(_activity.c.customer_id.in_(bindparam("ids", expanding=True)))
-_RECENT_OF_ONE = select(ScoreRow.__table__.c.recent).where(ScoreRow.__table__.c.customer_id == bindparam("customer_id"))
+_RECENT_OF_ONE = select(ScoreRow.__table__.c.recent).where(
+    ScoreRow.__table__.c.customer_id == bindparam("customer_id")
+)
 
 
 def add_activity(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        session.execute(ActivityRow.__table__.insert(), list(rows))
+        session.execute(insert(ActivityRow), list(rows))
 
 
 def histories(session: Session, customer_ids: Iterable[str]) -> dict[str, list[Activity]]:
@@ -46,7 +50,9 @@ def histories(session: Session, customer_ids: Iterable[str]) -> dict[str, list[A
         else:
             rows = connection.execute(_ACTIVITY_OF_MANY, {"ids": chunk})
         for customer, time, kind, amount, value in rows:
-            out[customer].append(Activity(time, kind, amount or 0.0, float("nan") if value is None else value))
+            out[customer].append(
+                Activity(time, kind, amount or 0.0, float("nan") if value is None else value)
+            )
     return out
 
 
@@ -67,7 +73,9 @@ def scores(session: Session, customer_ids: Iterable[str]) -> dict[str, ScoreRow]
     ids = list(set(customer_ids))
     out: dict[str, ScoreRow] = {}
     for start in range(0, len(ids), 500):
-        for row in session.scalars(select(ScoreRow).where(ScoreRow.customer_id.in_(ids[start : start + 500]))):
+        for row in session.scalars(
+            select(ScoreRow).where(ScoreRow.customer_id.in_(ids[start : start + 500]))
+        ):
             out[row.customer_id] = row
     return out
 
@@ -88,7 +96,9 @@ def at_risk(session: Session, min_probability: float, limit: int) -> list[ScoreR
     query = (
         select(ScoreRow)
         .where(ScoreRow.probability >= min_probability)
-        .order_by(ScoreRow.value.is_(None), at_stake.desc(), ScoreRow.probability.desc(), ScoreRow.customer_id)
+        .order_by(
+            ScoreRow.value.is_(None), at_stake.desc(), ScoreRow.probability.desc(), ScoreRow.customer_id
+        )
         .limit(limit)
     )
     return list(session.scalars(query))
@@ -97,7 +107,9 @@ def at_risk(session: Session, min_probability: float, limit: int) -> list[ScoreR
 def clv(session: Session, customer_ids: Iterable[str]) -> dict[str, float]:
     ids = list(set(customer_ids))
     table = TraitRow.__table__
-    rows = session.connection().execute(select(table.c.customer_id, table.c.clv).where(table.c.customer_id.in_(ids)))
+    rows = session.connection().execute(
+        select(table.c.customer_id, table.c.clv).where(table.c.customer_id.in_(ids))
+    )
     return {c: v for c, v in rows if v is not None}
 
 
@@ -137,12 +149,16 @@ def erase_customer(session: Session, customer_id: str) -> None:
 
 
 def merge_customers(session: Session, survivor_id: str, merged_id: str) -> None:
-    session.execute(update(ActivityRow).where(ActivityRow.customer_id == merged_id).values(customer_id=survivor_id))
+    session.execute(
+        update(ActivityRow).where(ActivityRow.customer_id == merged_id).values(customer_id=survivor_id)
+    )
     session.execute(delete(ScoreRow).where(ScoreRow.customer_id == merged_id))
     for row in list(session.scalars(select(SegmentRow).where(SegmentRow.customer_id == merged_id))):
         set_segment(session, survivor_id, row.segment_id, row.segment_name, True)
         session.delete(row)
-    session.execute(update(ReactionRow).where(ReactionRow.customer_id == merged_id).values(customer_id=survivor_id))
+    session.execute(
+        update(ReactionRow).where(ReactionRow.customer_id == merged_id).values(customer_id=survivor_id)
+    )
 
 
 def unmerge_customers(session: Session, survivor_id: str, merged_id: str) -> None:
@@ -184,7 +200,9 @@ def add_reaction(session: Session, customer_id: str, rule_id: str, action: str, 
 
 def reaction_counts(session: Session) -> dict[str, dict[str, int]]:
     rows = session.execute(
-        select(ReactionRow.rule_id, ReactionRow.reaction, func.count()).group_by(ReactionRow.rule_id, ReactionRow.reaction)
+        select(ReactionRow.rule_id, ReactionRow.reaction, func.count()).group_by(
+            ReactionRow.rule_id, ReactionRow.reaction
+        )
     )
     out: dict[str, dict[str, int]] = {}
     for rule_id, reaction, count in rows:

@@ -59,13 +59,13 @@ def to_schema(scored: Scored) -> ChurnScore:
         customer_id=scored.customer_id,
         has_history=scored.has_history,
         probability=min(1.0, max(0.0, scored.probability)),
-        band=scored.band,  # type: ignore[arg-type]
-        trend=scored.trend,  # type: ignore[arg-type]
-        reasons=[_reason_dict(r) for r in scored.reasons],  # type: ignore[misc]
+        band=scored.band,
+        trend=scored.trend,
+        reasons=[_reason_dict(r) for r in scored.reasons],
         raw_score=scored.raw_score,
         base_value=scored.base_value,
         other_weight=scored.other_weight,
-        next_best_action=scored.next_best_action,  # type: ignore[arg-type]
+        next_best_action=scored.next_best_action,
         value=scored.value,
         value_source=scored.value_source,
         model_version=scored.model_version,
@@ -86,10 +86,10 @@ def at_risk(
             AtRiskCustomer(
                 customer_id=r.customer_id,
                 probability=r.probability,
-                band=r.band,  # type: ignore[arg-type]
+                band=r.band,
                 value=r.value,
                 value_at_risk=round(r.probability * r.value, 2) if r.value is not None else None,
-                reasons=r.reasons,  # type: ignore[arg-type]
+                reasons=r.reasons,
                 model_version=r.model_version,
             )
             for r in rows
@@ -107,7 +107,8 @@ def model_info(request: Request, service: ServiceDep) -> ModelInfo:
         kind=model.kind if model else None,
         metrics={k: v for k, v in (model.metrics if model else {}).items() if not isinstance(v, list)},
         table_model_version=table.version if table else None,
-        versions=list_versions(service.settings.models_path(), "events") + list_versions(service.settings.models_path(), "table"),
+        versions=list_versions(service.settings.models_path(), "events")
+        + list_versions(service.settings.models_path(), "table"),
     )
 
 
@@ -121,11 +122,17 @@ def churn_for_customer(customer_id: str, session: SessionDep, service: ServiceDe
 def score_batch(body: ScoreRequest, session: SessionDep, service: ServiceDep) -> ScoreResponse:
     """Score customers by id, feature rows (with reasons on request) and/or columns of feature rows (bulk)."""
     customers = [to_schema(service.score_customer(session, c)) for c in body.customer_ids]
-    rows = [RowScore.model_validate(r) for r in service.score_rows(body.rows, body.model, body.reasons)] if body.rows else []
+    rows = (
+        [RowScore.model_validate(r) for r in service.score_rows(body.rows, body.model, body.reasons)]
+        if body.rows
+        else []
+    )
     batch = None
     if body.columns:
         probability, bands, version = service.score_columns(body.columns, body.model)
-        batch = BatchScores.model_construct(probabilities=probability.tolist(), bands=bands, model_version=version)
+        batch = BatchScores.model_construct(
+            probabilities=probability.tolist(), bands=bands, model_version=version
+        )
     return ScoreResponse(customers=customers, rows=rows, batch=batch)
 
 

@@ -36,10 +36,13 @@ class ChurnScore(BaseModel):
     raw_score: float | None = Field(default=None, description="Log-odds before calibration.")
     base_value: float | None = Field(default=None, description="Log-odds of the average customer.")
     other_weight: float | None = Field(
-        default=None, description="Sum of the contributions not listed: base_value + reasons + other = raw_score."
+        default=None,
+        description="Sum of the contributions not listed: base_value + reasons + other = raw_score.",
     )
     next_best_action: NextBestAction | None = None
-    value: float | None = Field(default=None, description="Customer value (CLV when known, else BG/NBD estimate).")
+    value: float | None = Field(
+        default=None, description="Customer value (CLV when known, else BG/NBD estimate)."
+    )
     value_source: str | None = None
     model_version: str
     as_of: str | None = Field(default=None, description="The time recency is measured against (ISO 8601).")
@@ -119,7 +122,7 @@ class RuleIn(BaseModel):
 class RuleOut(RuleIn):
     model_config = ConfigDict(from_attributes=True, extra="ignore")
 
-    id: str  # type: ignore[assignment]
+    id: str
     reactions: dict[str, int] = Field(default_factory=lambda: {"accepted": 0, "rejected": 0, "ignored": 0})
 
 

@@ -7,9 +7,10 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from services.churn import bgnbd
@@ -27,7 +28,8 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 SOURCE = "/services/churn"
-BANDS = ("low", "medium", "high")
+Band = Literal["low", "medium", "high"]
+BANDS: tuple[Band, Band, Band] = ("low", "medium", "high")
 
 # Rules seeded when none exist and no rules file is configured. Highest priority match wins.
 DEFAULT_RULES: tuple[dict[str, Any], ...] = (
@@ -95,7 +97,9 @@ def _finite(value: float | None) -> float | None:
 
 
 class ChurnService:
-    def __init__(self, settings: ChurnSettings, holder: ModelHolder, publisher: EventPublisher | None = None) -> None:
+    def __init__(
+        self, settings: ChurnSettings, holder: ModelHolder, publisher: EventPublisher | None = None
+    ) -> None:
         self.settings = settings
         self.holder = holder
         self.publisher = publisher
@@ -214,9 +218,13 @@ class ChurnService:
         model = self.holder.require()
         as_of = self.as_of(session)
         history = repo.histories(session, [customer_id])[customer_id]
-        scored = self.score_histories({customer_id: history}, as_of, self._clvs(session, [customer_id])).get(
-            customer_id
-        ) if as_of is not None and history else None
+        scored = (
+            self.score_histories({customer_id: history}, as_of, self._clvs(session, [customer_id])).get(
+                customer_id
+            )
+            if as_of is not None and history
+            else None
+        )
         if scored is None:
             return Scored(
                 customer_id=customer_id, has_history=False, probability=model.base_rate,
@@ -245,7 +253,9 @@ class ChurnService:
             return "improving"
         return "steady"
 
-    def score_rows(self, rows: Sequence[Mapping[str, Any]], kind: str, with_reasons: bool) -> list[dict[str, Any]]:
+    def score_rows(
+        self, rows: Sequence[Mapping[str, Any]], kind: str, with_reasons: bool
+    ) -> list[dict[str, Any]]:
         """Score caller-given feature rows with the events or the table model."""
         model = self.holder.require(kind)
         if kind == "table":
@@ -265,7 +275,9 @@ class ChurnService:
         raw = model.raw_score(X)
         probability = model.calibrator(raw)
         reasons = (
-            model.top_reasons(model.contributions(X)[0], plain, self.settings.reasons_top) if with_reasons else None
+            model.top_reasons(model.contributions(X)[0], plain, self.settings.reasons_top)
+            if with_reasons
+            else None
         )
         bands = self.bands(probability)
         version = model.version
@@ -280,11 +292,15 @@ class ChurnService:
             for i, (p, b, r) in enumerate(zip(probability.tolist(), bands, raw.tolist(), strict=True))
         ]
 
-    def bands(self, probability: np.ndarray) -> list[str]:
-        codes = (probability >= self.settings.band_medium).astype(int) + (probability >= self.settings.band_high)
+    def bands(self, probability: np.ndarray) -> list[Band]:
+        codes = (probability >= self.settings.band_medium).astype(int) + (
+            probability >= self.settings.band_high
+        )
         return [BANDS[c] for c in codes.tolist()]
 
-    def score_columns(self, columns: Mapping[str, Sequence[Any]], kind: str) -> tuple[np.ndarray, list[str], str]:
+    def score_columns(
+        self, columns: Mapping[str, Sequence[Any]], kind: str
+    ) -> tuple[np.ndarray, list[Band], str]:
         """Column-oriented batch scoring of the events model (no reasons): the bulk path."""
         model = self.holder.require(kind)
         lengths = {len(v) for v in columns.values()}
@@ -298,7 +314,7 @@ class ChurnService:
 
     def _score_table_columns(
         self, model: ChurnModel, columns: Mapping[str, Sequence[Any]], n_rows: int
-    ) -> tuple[np.ndarray, list[str], str]:
+    ) -> tuple[np.ndarray, list[Band], str]:
         import pandas as pd
 
         from services.churn.table import engineer
@@ -321,7 +337,12 @@ class ChurnService:
         segments = set(repo.segments(session, scored.customer_id)) if any(r.segment for r in rules) else set()
         for rule in rules:
             if rule_matches(rule, scored, segments):
-                return {"rule_id": rule.id, "action": rule.action, "priority": rule.priority, "rule_name": rule.name}
+                return {
+                    "rule_id": rule.id,
+                    "action": rule.action,
+                    "priority": rule.priority,
+                    "rule_name": rule.name,
+                }
         return None
 
     def invalidate_rules(self) -> None:
@@ -364,10 +385,11 @@ class ChurnService:
                 touched.add(customer)
                 trigger[customer] = event.id
             elif kind is not None:
-                customer = event.subject
-                if not customer:
+                subject = event.subject
+                if not subject:
                     log.warning("churn_event_without_subject", event_id=event.id, type=event.type)
                     continue
+                customer = subject
                 if kind == Kind.IDENTIFY and isinstance(payload, ev.Identify):
                     clv = payload.traits.get("clv", payload.traits.get("customer_lifetime_value"))
                     if isinstance(clv, int | float) and not isinstance(clv, bool):
@@ -402,29 +424,41 @@ class ChurnService:
                     touched.add(payload.survivor_id)
                 trigger[payload.survivor_id] = trigger[payload.merged_id] = event.id
             elif isinstance(payload, ev.SegmentMembershipChanged):
-                repo.set_segment(session, payload.customer_id, payload.segment_id, payload.segment_name, payload.joined)
+                repo.set_segment(
+                    session, payload.customer_id, payload.segment_id, payload.segment_name, payload.joined
+                )
             elif isinstance(payload, ev.NextBestActionReaction):
-                repo.add_reaction(session, payload.customer_id, payload.rule_id, payload.action, payload.reaction)
+                repo.add_reaction(
+                    session, payload.customer_id, payload.rule_id, payload.action, payload.reaction
+                )
         flush()
         if latest is not None:
             repo.advance_event_time(session, latest)
-            # A rolled-back batch is retried and sets the same time again, so caching it now is safe.
-            self._saw_event_time(latest)
+            # Readers must not see the new "now" before the activity it comes with is committed.
+            seen = latest
+            sa_event.listen(session, "after_commit", lambda _s: self._saw_event_time(seen), once=True)
         if not touched:
             return 0
         return self.rescore(session, touched, trigger)
 
     @staticmethod
-    def _row(customer: str, event_id: str, kind: int, time: float, amount: float, value: float | None) -> dict[str, Any]:
+    def _row(
+        customer: str, event_id: str, kind: int, time: float, amount: float, value: float | None
+    ) -> dict[str, Any]:
         return {"customer_id": customer, "origin_customer_id": customer, "event_id": event_id, "kind": int(kind),
                 "time": time, "amount": amount, "value": value}  # fmt: skip
 
     def rescore(self, session: Session, customers: set[str], trigger: Mapping[str, str] | None = None) -> int:
         """Recompute and store the customers' scores; emit an event for each band change."""
-        as_of = self.as_of(session)
+        session.flush()
+        # Read inside this (uncommitted) transaction, bypassing the cache that HTTP readers share.
+        as_of = (
+            to_days(self.settings.as_of)
+            if self.settings.as_of is not None
+            else repo.latest_event_time(session)
+        )
         if as_of is None:
             return 0
-        session.flush()
         histories = repo.histories(session, customers)
         scored = self.score_histories(histories, as_of, self._clvs(session, customers))
         existing = repo.scores(session, customers)
@@ -441,7 +475,11 @@ class ChurnService:
             if row is None:
                 row = ScoreRow(customer_id=customer)
                 session.add(row)
-            row.probability, row.raw_score, row.band = current.probability, current.raw_score or 0.0, current.band
+            row.probability, row.raw_score, row.band = (
+                current.probability,
+                current.raw_score or 0.0,
+                current.band,
+            )
             row.reasons, row.value, row.value_source = reasons, current.value, current.value_source
             row.sentiment, row.model_version, row.as_of = current.sentiment, current.model_version, as_of
             row.recent = [current.probability, *(row.recent or [])][: self.settings.trend_window]
@@ -453,12 +491,14 @@ class ChurnService:
             self.publisher.publish_and_wait(emissions)
         return len(emissions)
 
-    def _band_event(self, scored: Scored, previous: str | None, trigger: str) -> tuple[str, CloudEvent, str | None]:
+    def _band_event(
+        self, scored: Scored, previous: str | None, trigger: str
+    ) -> tuple[str, CloudEvent, str | None]:
         payload = ev.ChurnRiskChanged(
             customer_id=scored.customer_id,
             probability=min(1.0, max(0.0, scored.probability)),
-            band=scored.band,  # type: ignore[arg-type]
-            previous_band=previous,  # type: ignore[arg-type]
+            band=scored.band,
+            previous_band=previous,
             reasons=[r.render() for r in scored.reasons][:20],
             model_version=scored.model_version,
         )

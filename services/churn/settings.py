@@ -17,13 +17,20 @@ class ChurnSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_CHURN_", extra="ignore")
 
     data_dir: str = Field(default="var/churn", description="SQLite file and versioned model files.")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir.")
-    model_dir: str | None = Field(default=None, description="Where models/<kind>/<version>/ live; default data_dir.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite under data_dir."
+    )
+    model_dir: str | None = Field(
+        default=None, description="Where models/<kind>/<version>/ live; default data_dir."
+    )
 
-    band_medium: float = Field(default=0.4, gt=0, lt=1, description="Probability from which the band is medium.")
+    band_medium: float = Field(
+        default=0.4, gt=0, lt=1, description="Probability from which the band is medium."
+    )
     band_high: float = Field(default=0.7, gt=0, lt=1, description="Probability from which the band is high.")
     emit_initial_band: bool = Field(
-        default=True, description="Emit churn-risk-changed (previous_band null) when a customer is first scored."
+        default=True,
+        description="Emit churn-risk-changed (previous_band null) when a customer is first scored.",
     )
     as_of: datetime | None = Field(
         default=None,
@@ -44,7 +51,9 @@ class ChurnSettings(ServiceSettings):
     trend_window: int = Field(default=5, ge=2, description="Recent scores the trend compares against.")
     trend_delta: float = Field(default=0.05, ge=0, description="Probability change that counts as a trend.")
     clv_horizon_days: float = Field(default=365, gt=0, description="Horizon of the BG/NBD value estimate.")
-    rules_file: str | None = Field(default=None, description="JSON/YAML rules seeded when no rule exists yet.")
+    rules_file: str | None = Field(
+        default=None, description="JSON/YAML rules seeded when no rule exists yet."
+    )
 
     consumer_group: str = "crm-churn"
     topic_suffix: str = Field(default="", description="Appended to every topic name (test isolation only).")

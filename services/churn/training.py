@@ -94,7 +94,7 @@ def _split(
     for label in (0, 1):
         members = np.nonzero(y == label)[0]
         rng.shuffle(members)
-        cut = int(round(len(members) * val_fraction))
+        cut = round(len(members) * val_fraction)
         val_idx.append(members[:cut])
         fit_idx.append(members[cut:])
     return np.sort(np.concatenate(fit_idx)), np.sort(np.concatenate(val_idx))
@@ -161,7 +161,7 @@ def _train_gbt(
         full["monotone_constraints"] = monotone
         full["monotone_constraints_method"] = "advanced"
     train = lgb.Dataset(X, y, categorical_feature=cat_idx, feature_name=spec.names, free_raw_data=False)
-    callbacks = []
+    callbacks: list[Any] = []
     valid_sets = []
     if valid is not None:
         valid_sets = [lgb.Dataset(valid[0], valid[1], reference=train, categorical_feature=cat_idx)]

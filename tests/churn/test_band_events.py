@@ -34,11 +34,15 @@ def planned_probabilities(model: ChurnModel) -> list[float]:
     out, history = [], []
     for when, amount in PLAN:
         history.append(Activity(to_days(when), Kind.PURCHASE, amount))
-        out.append(service.score_histories({"c": history}, to_days(when), with_reasons=False)["c"].probability)
+        out.append(
+            service.score_histories({"c": history}, to_days(when), with_reasons=False)["c"].probability
+        )
     return out
 
 
-def read_band_events(kafka: KafkaSettings, topic: str, customer: str, settle_s: float = 2.0) -> list[dict[str, Any]]:
+def read_band_events(
+    kafka: KafkaSettings, topic: str, customer: str, settle_s: float = 2.0
+) -> list[dict[str, Any]]:
     consumer = KafkaConsumer(bootstrap_servers=kafka.servers(), enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -58,7 +62,10 @@ def read_band_events(kafka: KafkaSettings, topic: str, customer: str, settle_s: 
 
 
 def test_crossing_a_band_emits_exactly_one_event(
-    events_model: ChurnModel, make_settings: Callable[..., ChurnSettings], kafka_settings: KafkaSettings, unique: str
+    events_model: ChurnModel,
+    make_settings: Callable[..., ChurnSettings],
+    kafka_settings: KafkaSettings,
+    unique: str,
 ) -> None:
     p_first, p_back, p_again = planned_probabilities(events_model)
     # Precondition of the scenario: the second and third scores sit on the same side of the first.
@@ -82,7 +89,9 @@ def test_crossing_a_band_emits_exactly_one_event(
 
     def send(index: int) -> None:
         when, amount = PLAN[index]
-        payload = ev.Purchase(customer=ev.CustomerRef(customer_id=customer), order_id=f"o{index}", amount=amount)
+        payload = ev.Purchase(
+            customer=ev.CustomerRef(customer_id=customer), order_id=f"o{index}", amount=amount
+        )
         event = CloudEvent.new(EventTypeName.PURCHASE, payload, source="/tests", subject=customer, time=when)
         publisher.publish_and_wait([(resolved, event, customer)])
 
@@ -103,7 +112,7 @@ def test_crossing_a_band_emits_exactly_one_event(
                 time.sleep(0.1)
             send(0)
             first = wait_for_as_of(client, PLAN[0][0])
-            assert first["probability"] == __import__("pytest").approx(p_first, abs=1e-9)
+            assert first["probability"] == __import__("pytest").approx(p_first, abs=1e-9), first
             band_first = first["band"]
             initial = read_band_events(kafka_settings, out_topic, customer)
             assert [(e["previous_band"] if "previous_band" in e else None, e["band"]) for e in initial] == [

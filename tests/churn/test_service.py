@@ -68,7 +68,8 @@ def test_scores_follow_events_with_reasons_trend_and_value(client: TestClient) -
     apply(client, [purchase("clock", START + timedelta(days=300))])  # moves "now" (latest event time)
     alice = client.get("/churn/alice").json()
     bob = client.get("/churn/bob").json()
-    assert alice["has_history"] and bob["has_history"]
+    assert alice["has_history"]
+    assert bob["has_history"]
     assert alice["as_of"].startswith("1997-12-26")  # event time, not the wall clock
     assert bob["probability"] > alice["probability"]  # one purchase 300 days ago vs five, latest 205 days ago
     total = alice["base_value"] + sum(r["weight"] for r in alice["reasons"]) + alice["other_weight"]
@@ -99,12 +100,21 @@ def test_erase_forgets_and_merge_moves_history(client: TestClient) -> None:
     erased = ev.CustomerErased(customer_id="dave", erasure_id="e1")
     apply(client, [inbound(EventTypeName.CUSTOMER_ERASED, erased)])
     assert client.get("/churn/dave").json()["has_history"] is False
-    ids = [c["customer_id"] for c in client.get("/churn/at-risk", params={"min_probability": 0}).json()["customers"]]
+    ids = [
+        c["customer_id"]
+        for c in client.get("/churn/at-risk", params={"min_probability": 0}).json()["customers"]
+    ]
     assert "dave" not in ids
 
 
 def test_rules_crud_next_best_action_and_reaction_counts(client: TestClient) -> None:
-    rule = {"id": "vip-seg", "name": "VIP at any risk", "action": "vip_call", "priority": 500, "segment": "vip"}
+    rule = {
+        "id": "vip-seg",
+        "name": "VIP at any risk",
+        "action": "vip_call",
+        "priority": 500,
+        "segment": "vip",
+    }
     assert client.post("/actions/rules", json=rule).status_code == 201
     assert client.post("/actions/rules", json=rule).json()["error"] == "Conflict"
     apply(client, [purchase("erin", START)])
@@ -114,7 +124,9 @@ def test_rules_crud_next_best_action_and_reaction_counts(client: TestClient) -> 
     for reaction in ("accepted", "accepted", "ignored"):
         body = {"customer_id": "erin", "rule_id": "vip-seg", "action": "vip_call", "reaction": reaction}
         assert client.post("/actions/reactions", json=body).status_code == 201
-    streamed = ev.NextBestActionReaction(customer_id="erin", action="vip_call", rule_id="vip-seg", reaction="rejected")
+    streamed = ev.NextBestActionReaction(
+        customer_id="erin", action="vip_call", rule_id="vip-seg", reaction="rejected"
+    )
     apply(client, [inbound(EventTypeName.NEXT_BEST_ACTION_REACTION, streamed)])
     counts = client.get("/actions/rules/vip-seg").json()["reactions"]
     assert counts == {"accepted": 2, "rejected": 1, "ignored": 1}
@@ -123,3 +135,43 @@ def test_rules_crud_next_best_action_and_reaction_counts(client: TestClient) -> 
     assert client.get("/churn/erin").json()["next_best_action"]["action"] != "vip_call"
     assert client.delete("/actions/rules/vip-seg").status_code == 204
     assert client.get("/actions/rules/vip-seg").json()["error"] == "NotFound"
+
+
+def test_bulk_columns_and_a_trained_table_model_score_through_the_api(
+    make_settings: Callable[..., ChurnSettings], tmp_path: Any
+) -> None:
+    from services.churn.table import telco_files, train_table
+    from services.churn.training import save_version
+
+    models = tmp_path / "models-with-table"
+    train_path, test_path = telco_files()
+    run = train_table(train_path, test_path, tune=False)
+    assert run.metrics["test_auc"] > 0.8
+    save_version(run.fit.model, models)
+    import shutil
+
+    settings = make_settings()
+    shutil.copytree(settings.models_path() / "models", models / "models", dirs_exist_ok=True)
+    for client in ready_client(make_settings(model_dir=str(models))):
+        rows = [
+            {"recency_days": 5, "tenure_days": 400, "n_activity": 30, "n_purchases": 30, "active_days": 30},
+            {"recency_days": 300, "tenure_days": 310, "n_activity": 1, "n_purchases": 1, "active_days": 1},
+        ]
+        columns = {k: [r[k] for r in rows] for k in rows[0]}
+        body = client.post("/churn/score", json={"rows": rows, "columns": columns, "reasons": True}).json()
+        assert [r["probability"] for r in body["rows"]] == pytest.approx(body["batch"]["probabilities"])
+        assert body["rows"][1]["probability"] > body["rows"][0]["probability"]
+        assert body["rows"][0]["reasons"]
+        telco = {"tenure": 2, "contract": "Month-to-month", "monthlycharges": 95.0, "totalcharges": "190",
+                 "internetservice": "Fiber optic", "paymentmethod": "Electronic check", "seniorcitizen": 0}  # fmt: skip
+        loyal = {**telco, "tenure": 70, "contract": "Two year", "totalcharges": "6000",
+                 "paymentmethod": "Credit card (automatic)"}  # fmt: skip
+        scored = client.post(
+            "/churn/score", json={"rows": [telco, loyal], "model": "table", "reasons": True}
+        ).json()
+        assert scored["rows"][0]["model_version"] == run.fit.model.version
+        assert scored["rows"][0]["probability"] > scored["rows"][1]["probability"]
+        assert any(r["text"].startswith("contract: Month-to-month") for r in scored["rows"][0]["reasons"])
+        bad = client.post("/churn/score", json={"columns": {"recency_days": [1, 2], "tenure_days": [3]}})
+        assert bad.status_code == 422
+        assert bad.json()["error"] == "InvalidRequest"
