@@ -1101,7 +1101,7 @@ class _Batch:
             row["email_enc"] = self.vault.encrypt(ref.email)
         if ref.phone and (is_identify or row["phone_enc"] is None):
             row["phone_enc"] = self.vault.encrypt(ref.phone)
-        details: dict[str, Any]
+        details: str
         if isinstance(payload, Purchase):
             row["orders"] += 1
             row["revenue"] += payload.amount
@@ -1121,9 +1121,14 @@ class _Batch:
         if is_identify:
             row["traits"] = {**row["traits"], **payload.traits}  # type: ignore[attr-defined]
         # Identifiers live hashed/encrypted elsewhere, never in the timeline.
-        details = payload.model_dump(mode="json", exclude_none=True, exclude={"customer"})
-        if "text" in details and isinstance(details["text"], str):
-            details["text"] = details["text"][:TEXT_LIMIT]
+        text = getattr(payload, "text", None)
+        if text is not None and len(text) > TEXT_LIMIT:
+            trimmed = payload.model_dump(mode="json", exclude_none=True, exclude={"customer"})
+            trimmed["text"] = text[:TEXT_LIMIT]
+            details = json.dumps(trimmed)
+        else:
+            # Serialised once here (pydantic-core); the timeline stores this JSON text as it is.
+            details = payload.model_dump_json(exclude_none=True, exclude={"customer"})
         self.timeline.append(
             {
                 "customer_id": row["id"],
@@ -1187,7 +1192,7 @@ class _Batch:
                     "type": event.type,
                     "channel": None,
                     "occurred_at": event.time,
-                    "details": details,
+                    "details": json.dumps(details),
                 }
             )
             self._touch(row, event.id)
