@@ -69,6 +69,14 @@ def p_alive(
     return np.asarray(np.where(x > 0, 1.0 / (1.0 + odds), 1.0))
 
 
+def p_alive_one(params: BGNBDParams, x: float, t_x: float, T: float) -> float:
+    """P(alive) of one customer with plain floats (the online path scores customers one at a time)."""
+    if x <= 0:
+        return 1.0
+    odds = params.a / (params.b + x - 1) * ((params.alpha + T) / (params.alpha + t_x)) ** (params.r + x)
+    return float(1.0 / (1.0 + odds))
+
+
 def expected_transactions(
     params: BGNBDParams, t: float, x: np.ndarray | float, t_x: np.ndarray | float, T: np.ndarray | float
 ) -> np.ndarray:

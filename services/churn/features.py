@@ -167,7 +167,7 @@ def customer_features(
     days = sorted({math.floor(t) for t in active_times})
     gaps = [b - a for a, b in itertools.pairwise(days)]
     gap_mean = sum(gaps) / len(gaps) if gaps else math.nan
-    gap_std = float(np.std(gaps)) if len(gaps) > 1 else math.nan
+    gap_std = math.sqrt(sum((g - gap_mean) ** 2 for g in gaps) / len(gaps)) if len(gaps) > 1 else math.nan
     recency = as_of - last
     spend_90 = sum(m for t, m in zip(purchase_times, amounts, strict=True) if as_of - t <= 90)
     spend_365 = sum(m for t, m in zip(purchase_times, amounts, strict=True) if as_of - t <= 365)
@@ -175,7 +175,7 @@ def customer_features(
     p_alive = math.nan
     if params is not None:
         x, t_x, age = repeat_stats(days, as_of)
-        p_alive = float(bgnbd.p_alive(params, x, t_x, age))
+        p_alive = bgnbd.p_alive_one(params, x, t_x, age)
     return {
         "recency_days": recency,
         "purchase_recency_days": as_of - max(purchase_times) if purchase_times else tenure,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.churn.features import Activity
@@ -21,7 +23,9 @@ from services.churn.models import (
 
 AS_OF_KEY = "latest_event_time"
 
-_activity = ActivityRow.__table__
+ACTIVITY = cast(Table, ActivityRow.__table__)
+SCORES = cast(Table, ScoreRow.__table__)
+_activity = ACTIVITY
 _ACTIVITY_OF = select(
     _activity.c.customer_id, _activity.c.time, _activity.c.kind, _activity.c.amount, _activity.c.value
 )
@@ -35,7 +39,8 @@ _RECENT_OF_ONE = select(ScoreRow.__table__.c.recent).where(
 
 def add_activity(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(ActivityRow), list(rows))
+        # Core, not the ORM bulk path: the rows are plain dicts and the ORM costs more than SQLite here.
+        session.connection().execute(ACTIVITY.insert(), list(rows))
 
 
 def histories(session: Session, customer_ids: Iterable[str]) -> dict[str, list[Activity]]:
@@ -78,6 +83,42 @@ def scores(session: Session, customer_ids: Iterable[str]) -> dict[str, ScoreRow]
         ):
             out[row.customer_id] = row
     return out
+
+
+def score_states(session: Session, customer_ids: Iterable[str]) -> dict[str, tuple[str, list[float]]]:
+    """Each scored customer's current band and recent probabilities."""
+    ids = list(set(customer_ids))
+    table = ScoreRow.__table__
+    out: dict[str, tuple[str, list[float]]] = {}
+    connection = session.connection()
+    for start in range(0, len(ids), 500):
+        rows = connection.execute(
+            select(table.c.customer_id, table.c.band, table.c.recent).where(
+                table.c.customer_id.in_(ids[start : start + 500])
+            )
+        )
+        out.update({c: (band, list(recent or [])) for c, band, recent in rows})
+    return out
+
+
+def upsert_scores(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(SCORES)
+    columns = [c for c in rows[0] if c != "customer_id"]
+    session.connection().execute(
+        statement.on_conflict_do_update(
+            index_elements=["customer_id"], set_={c: getattr(statement.excluded, c) for c in columns}
+        ),
+        list(rows),
+    )
+
+
+def delete_scores(session: Session, customer_ids: Iterable[str]) -> None:
+    ids = list(customer_ids)
+    if ids:
+        session.execute(delete(ScoreRow).where(ScoreRow.customer_id.in_(ids)))
 
 
 def recent_probabilities(session: Session, customer_id: str) -> list[float]:

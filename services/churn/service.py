@@ -7,6 +7,7 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -17,7 +18,7 @@ from services.churn import bgnbd
 from services.churn import repository as repo
 from services.churn.features import KIND_OF_EVENT_TYPE, Activity, Kind, customer_features, to_days
 from services.churn.model import ChurnModel, Reason
-from services.churn.models import RuleRow, ScoreRow
+from services.churn.models import RuleRow
 from services.churn.settings import ChurnSettings
 from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id
 from shared.contracts import events as ev
@@ -461,30 +462,27 @@ class ChurnService:
             return 0
         histories = repo.histories(session, customers)
         scored = self.score_histories(histories, as_of, self._clvs(session, customers))
-        existing = repo.scores(session, customers)
+        states = repo.score_states(session, customers)
         emissions: list[tuple[str, CloudEvent, str | None]] = []
+        upserts: list[dict[str, Any]] = []
+        now = datetime.now(UTC)
+        window = self.settings.trend_window
         for customer in customers:
             current = scored.get(customer)
-            row = existing.get(customer)
             if current is None:
-                if row is not None:
-                    session.delete(row)
                 continue
-            previous = row.band if row is not None else None
-            reasons = [_reason_dict(r) for r in current.reasons]
-            if row is None:
-                row = ScoreRow(customer_id=customer)
-                session.add(row)
-            row.probability, row.raw_score, row.band = (
-                current.probability,
-                current.raw_score or 0.0,
-                current.band,
-            )
-            row.reasons, row.value, row.value_source = reasons, current.value, current.value_source
-            row.sentiment, row.model_version, row.as_of = current.sentiment, current.model_version, as_of
-            row.recent = [current.probability, *(row.recent or [])][: self.settings.trend_window]
+            previous, recent = states.get(customer, (None, []))
+            upserts.append({
+                "customer_id": customer, "probability": current.probability, "raw_score": current.raw_score or 0.0,
+                "band": current.band, "reasons": [_reason_dict(r) for r in current.reasons], "value": current.value,
+                "value_source": current.value_source, "sentiment": current.sentiment,
+                "model_version": current.model_version, "as_of": as_of,
+                "recent": [current.probability, *recent][:window], "scored_at": now,
+            })  # fmt: skip
             if previous != current.band and (previous is not None or self.settings.emit_initial_band):
                 emissions.append(self._band_event(current, previous, (trigger or {}).get(customer, "")))
+        repo.delete_scores(session, [c for c in customers if c not in scored and c in states])
+        repo.upsert_scores(session, upserts)
         if emissions and self.publisher is not None:
             # Published before the transaction commits, with ids derived from the triggering event: a retry
             # after a crash re-sends the same ids, which every consumer's ledger drops (exactly once in effect).
