@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 from services.profile.app import create_app
 from services.profile.settings import ProfileSettings
-from shared.contracts import Topic
+from shared.contracts import Topic, dead_letter_topic
 from shared.datasets import cdnow_transactions, movielens_ratings
 from shared.kafka import EventPublisher
 from shared.replay import cdnow_customer_id, cdnow_events, movielens_customer_id, movielens_events, replay
@@ -66,6 +67,25 @@ def _resolved_subjects(
     return found
 
 
+def _dead_letter_reasons(kafka_settings: KafkaSettings, event_id: str, timeout_s: float = 20.0) -> list[str]:
+    topic = dead_letter_topic(Topic.INTERACTIONS)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_settings.servers(), enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    reasons: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not reasons:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if json.loads(record.value).get("id") == event_id:
+                        reasons.append(dict(record.headers)["crm-dlq-reason"].decode())
+    finally:
+        consumer.close()
+    return reasons
+
+
 @pytest.mark.slow
 def test_replay_slice_matches_the_source_files(tmp_path: Path, kafka_settings: KafkaSettings) -> None:
     settings = ProfileSettings(
@@ -75,7 +95,10 @@ def test_replay_slice_matches_the_source_files(tmp_path: Path, kafka_settings: K
     expected = _expected()
     with TestClient(create_app(settings)) as client:
         publisher = EventPublisher(kafka_settings)
+        bad = {"specversion": "1.0", "id": f"bad-{uuid.uuid4().hex}", "source": "/tests", "type": "crm.purchase.v1",
+               "data": {"customer": {"customer_id": "x"}, "order_id": "o", "amount": -5}}  # fmt: skip
         try:
+            publisher.publish_raw(Topic.INTERACTIONS, json.dumps(bad).encode(), b"x")
             assert replay(events, publisher, progress=False) == len(events)
         finally:
             publisher.close()
@@ -102,6 +125,8 @@ def test_replay_slice_matches_the_source_files(tmp_path: Path, kafka_settings: K
         assert profile["traits"]["occupation"] == "technician"
         ledger = client.app.state.runtime.consumers[0].ledger  # type: ignore[attr-defined]
         assert ledger.count() >= len(events)
+    reasons = _dead_letter_reasons(kafka_settings, bad["id"])
+    assert reasons == ["invalid_payload"], "a bad event is dead-lettered with its reason; the rest applied"
     subjects = _resolved_subjects(kafka_settings, {e.event.id for e in events})
     assert len(subjects) == len(events), "every interaction is republished on the resolved topic"
     by_subject = Counter(subjects.values())
