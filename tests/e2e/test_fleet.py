@@ -113,6 +113,9 @@ def test_crm_up_serves_every_service_loads_demo_data_and_stops_cleanly(tmp_path:
         except subprocess.TimeoutExpired:
             os.killpg(runner.pid, signal.SIGKILL)
             raise
+        finally:
+            if runner.stdout is not None:
+                runner.stdout.close()
     assert runner.returncode == 0
     assert wait_for(lambda: not any(alive(p) for p in processes), timeout_s=10), [
         p for p in processes if alive(p)
