@@ -64,7 +64,7 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
         app.state.settings = settings
         runtime.start(app)
         register_readiness(app, "migrations", lambda: True)
-        jobs = BatchScheduler(runtime.session_factory, settings)
+        jobs = BatchScheduler(runtime.session_factory, settings, service)
         if settings.batch_interval_s > 0:
             jobs.start()
         app.state.batch_jobs = jobs

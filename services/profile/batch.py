@@ -250,14 +250,25 @@ def cluster_customers(
     return ClusterRun(version, len(rows), k, score, sizes, silhouettes)
 
 
+def uses_time_window(rule: Any) -> bool:
+    if isinstance(rule, dict):
+        if rule.get("op") in {"within", "older_than"} or rule.get("field") == "recency_days":
+            return True
+        return any(uses_time_window(v) for v in rule.values() if isinstance(v, dict | list))
+    if isinstance(rule, list):
+        return any(uses_time_window(v) for v in rule)
+    return False
+
+
 class BatchScheduler:
     """Runs the CLV fit and the clustering in a background thread every ``batch_interval_s``."""
 
     FIRST_RUN_AFTER_S = 30.0
 
-    def __init__(self, factory: sessionmaker[Session], settings: Any) -> None:
+    def __init__(self, factory: sessionmaker[Session], settings: Any, service: Any = None) -> None:
         self.factory = factory
         self.settings = settings
+        self.service = service
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -270,8 +281,23 @@ class BatchScheduler:
         if self._thread is not None:
             self._thread.join(timeout=60)
 
+    def refresh_time_windows(self) -> int:
+        """Re-evaluate segments whose rules use time windows: "last seen within 30d" changes with the
+        clock, not only with events. Returns the number of membership changes announced."""
+        if self.service is None:
+            return 0
+        with unit_of_work(self.factory) as session:
+            outbound = []
+            for segment in repo.list_segments(session):
+                if uses_time_window(segment.rule):
+                    outbound.extend(self.service.refresh_segment(session, segment))
+            session.flush()
+            self.service.publish(outbound)
+        return len(outbound)
+
     def run_once(self) -> None:
         for name, job in (
+            ("segments", self.refresh_time_windows),
             ("clv", lambda: fit_clv(self.factory, horizon_days=self.settings.clv_horizon_days)),
             ("rfm_clusters", lambda: cluster_customers(self.factory, max_k=self.settings.max_clusters)),
         ):

@@ -40,10 +40,10 @@ def migrate() -> None:
 
 @app.command("fit-clv")
 def fit_clv(
-    horizon_days: int = typer.Option(
+    horizon_days: int | None = typer.Option(
         None, help="Horizon of expected purchases/value (default from settings)."
     ),
-    as_of: str = typer.Option(None, help="ISO date to score at (default: the latest purchase seen)."),
+    as_of: str | None = typer.Option(None, help="ISO date to score at (default: the latest purchase seen)."),
 ) -> None:
     """Fit BG/NBD + Gamma-Gamma on all buyers and write P(alive), expected purchases and value."""
     from tqdm import tqdm
@@ -75,7 +75,7 @@ def fit_clv(
 @app.command()
 def cluster(
     max_k: int = typer.Option(8, min=2, max=20, help="Largest k tried; k is chosen by silhouette."),
-    as_of: str = typer.Option(None, help="ISO date for recency (default: the latest purchase seen)."),
+    as_of: str | None = typer.Option(None, help="ISO date for recency (default: the latest purchase seen)."),
 ) -> None:
     """Cluster buyers with k-means on RFM features and name the clusters (champions, loyal, at risk, ...)."""
     from tqdm import tqdm
@@ -94,3 +94,13 @@ def cluster(
     )
     for name, size in sorted(result.names.items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name:<18} {size}")
+
+
+@app.command()
+def train(
+    max_k: int = typer.Option(8, min=2, max=20, help="Largest k tried for the RFM clusters."),
+    horizon_days: int | None = typer.Option(None, help="CLV horizon (default from settings)."),
+) -> None:
+    """The profile service's models: fit CLV, then cluster (the same as fit-clv and cluster)."""
+    fit_clv(horizon_days=horizon_days, as_of=None)
+    cluster(max_k=max_k, as_of=None)

@@ -133,3 +133,35 @@ def test_membership_is_current_right_after_the_event(client: TestClient, unique:
     assert cid in {c["id"] for c in client.get(f"/segments/{vip.json()['id']}/members").json()["items"]}
     assert client.delete(f"/segments/{vip.json()['id']}").status_code == 204
     assert client.get(f"/segments/{vip.json()['id']}").status_code == 404
+
+
+def test_time_windows_are_refreshed_without_events(store, unique: str) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from services.profile.batch import BatchScheduler, uses_time_window
+    from services.profile.settings import ProfileSettings
+
+    rule = {"field": "last_seen", "op": "within", "value": 1.5 / 86400}  # 1.5 seconds, in days
+    assert uses_time_window({"and": [{"field": "orders", "op": "gt", "value": 0}, rule]})
+    assert not uses_time_window({"field": "orders", "op": "gt", "value": 0})
+    with store.factory() as session, session.begin():
+        segment, _ = store.service.create_segment(session, f"just-now-{unique}", rule, None)
+    cid = f"tw-{unique}"
+    out = store.apply([event("product_view", {"customer": {"customer_id": cid}, "item_id": "x"})])
+    assert [e.data["joined"] for topic, e, _ in out if topic == "crm.segment.membership_changed.v1"] == [True]
+    time.sleep(2)
+    scheduler = BatchScheduler(store.factory, ProfileSettings(), store.service)
+    assert scheduler.refresh_time_windows() == 1, "the customer left when the window moved past them"
+    with store.factory() as session:
+        from services.profile import repository as repo
+
+        assert cid not in repo.segment_member_ids(session, segment.id)
+
+
+def test_openapi_lists_the_stable_paths(client: TestClient) -> None:
+    paths = set(client.get("/openapi.json").json()["paths"])
+    assert {
+        "/customers", "/customers/lookup", "/customers/{customer_id}", "/customers/{customer_id}/timeline",
+        "/customers/{customer_id}/export", "/merges", "/merges/{merge_id}/undo", "/segments",
+        "/segments/{segment_id}", "/segments/{segment_id}/members", "/models",
+    } <= paths  # fmt: skip
