@@ -36,7 +36,8 @@ def telco() -> dict[str, float]:
     print(
         f"\nTelco: {m['rows_fit']} fit + {m['rows_validation']} validation rows "
         f"({m['train_rows_dropped_as_in_test']} train rows dropped: they are the test rows), "
-        f"{m['test_rows']} test rows, {time.perf_counter() - started:.1f} s"
+        f"{m['test_rows']} test rows, refit on all training rows: {m['refit_on_all_rows']}, "
+        f"{time.perf_counter() - started:.1f} s"
     )
     print(f"  chosen: trees={m['trees']} gbt_weight={m['gbt_weight']} params={run.fit.model.params}")
     print("  reliability (test):  bin          n   mean predicted   observed")

@@ -94,9 +94,20 @@ FEATURE_TEMPLATES: dict[str, str] = {
 
 FEATURE_NAMES: list[str] = list(FEATURE_TEMPLATES)
 
+MISSING_TEXT: dict[str, str] = {
+    "gap_mean_days": "no repeat activity yet",
+    "gap_std_days": "fewer than three active days",
+    "gap_ratio": "no repeat activity yet",
+    "rating_mean": "no ratings yet",
+    "low_rating_share": "no ratings yet",
+    "sentiment_mean": "no reviews or messages scored yet",
+    "negative_share": "no reviews or messages scored yet",
+    "p_alive": "P(alive) unknown",
+}
+
 
 def event_spec() -> FeatureSpec:
-    return FeatureSpec(list(FEATURE_NAMES), {}, dict(FEATURE_TEMPLATES))
+    return FeatureSpec(list(FEATURE_NAMES), {}, dict(FEATURE_TEMPLATES), dict(MISSING_TEXT))
 
 
 def to_days(moment: datetime) -> float:

@@ -32,17 +32,29 @@ class FeatureSpec:
     categorical: dict[str, list[str]] = field(default_factory=dict)
     # A str.format template per feature with {value}; features without one read "<name> = <value>".
     templates: dict[str, str] = field(default_factory=dict)
+    # What to say when a feature has no value (e.g. no ratings yet).
+    missing: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
         return [*self.numeric, *self.categorical]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"numeric": self.numeric, "categorical": self.categorical, "templates": self.templates}
+        return {
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "templates": self.templates,
+            "missing": self.missing,
+        }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FeatureSpec:
-        return cls(list(raw["numeric"]), dict(raw.get("categorical", {})), dict(raw.get("templates", {})))
+        return cls(
+            list(raw["numeric"]),
+            dict(raw.get("categorical", {})),
+            dict(raw.get("templates", {})),
+            dict(raw.get("missing", {})),
+        )
 
     def __post_init__(self) -> None:
         self._cat_index = [{c: i for i, c in enumerate(cats)} for cats in self.categorical.values()]
@@ -86,7 +98,7 @@ class FeatureSpec:
     def describe(self, name: str, value: Any) -> str:
         template = self.templates.get(name)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return f"{name} unknown"
+            return self.missing.get(name, f"{name} unknown")
         if template:
             try:
                 return template.format(value=value)

@@ -183,6 +183,7 @@ def fit_model(
     max_rounds: int = 3000,
     learning_rate: float = 0.02,
     blend: bool = True,
+    refit: bool = False,
     monotone: dict[str, int] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> FitResult:
@@ -220,6 +221,14 @@ def fit_model(
         raw_val = weight * raw_val + (1 - weight) * linear.raw(Xv, len(spec.numeric))
     calibrator = Calibrator.fit(calibration, np.asarray(raw_val), yv)
     p_val = calibrator(np.asarray(raw_val))
+    if refit:
+        # Same choices, all training rows: more data for the trees and the LR; the calibrator stays the one
+        # fitted on validation scores of the fit-part models (the refit models' scores are on the same scale).
+        booster = _train_gbt(
+            X, y, spec, params, int(trees / (1 - val_fraction)), None, seed, mono, learning_rate
+        )
+        if linear is not None:
+            linear = fit_linear(X, y, spec)
     version = f"{kind}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{np.random.default_rng().integers(1 << 16):04x}"
     metrics = {
         "validation_auc": val_auc,
@@ -229,6 +238,7 @@ def fit_model(
         "positive_rate": float(y.mean()),
         "trees": trees,
         "gbt_weight": weight if linear is not None else 1.0,
+        "refit_on_all_rows": refit,
     }
     model = ChurnModel(
         version=version,
