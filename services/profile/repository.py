@@ -142,12 +142,28 @@ _TIMELINE_SQLITE = (
 )
 
 
+_TIMELINE_POSTGRES = (
+    "INSERT INTO profile_timeline (customer_id, event_id, type, channel, occurred_at, details) "
+    "VALUES (%s, %s, %s, %s, %s, %s::json)"
+)
+
+
 def insert_timeline(session: Session, rows: list[dict[str, Any]]) -> None:
     """Rows carry ``details`` as JSON text. The hottest write (one row per event). On SQLite it goes straight to the driver's executemany,
     in the exact format SQLAlchemy's DateTime and JSON types use, which costs a third less."""
     if not rows:
         return
-    if session.get_bind().dialect.name != "sqlite":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.connection().exec_driver_sql(
+            _TIMELINE_POSTGRES,
+            [
+                (r["customer_id"], r["event_id"], r["type"], r["channel"], r["occurred_at"], r["details"])
+                for r in rows
+            ],
+        )
+        return
+    if dialect != "sqlite":
         session.execute(insert(timeline_table), [{**r, "details": json.loads(r["details"])} for r in rows])
         return
     params = [
