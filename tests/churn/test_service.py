@@ -175,3 +175,32 @@ def test_bulk_columns_and_a_trained_table_model_score_through_the_api(
         bad = client.post("/churn/score", json={"columns": {"recency_days": [1, 2], "tenure_days": [3]}})
         assert bad.status_code == 422
         assert bad.json()["error"] == "InvalidRequest"
+
+
+def test_sentiment_and_clv_feed_the_next_best_action_and_ranking(client: TestClient) -> None:
+    apply(
+        client,
+        [purchase("frank", START), purchase("gina", START), purchase("clock", START + timedelta(days=300))],
+    )
+    assert client.get("/churn/frank").json()["next_best_action"]["action"] == "win_back_mail"
+    unhappy = ev.SentimentScored(
+        customer_id="frank", source_event_id="r1", source_type="support_message", label="negative",
+        score=0.1, language="en", model_version="test",
+    )  # fmt: skip
+    # Sentiment is stamped at scoring time (today); the service clamps it to the latest event time.
+    apply(client, [inbound(EventTypeName.SENTIMENT_SCORED, unhappy, when=datetime.now(UTC))])
+    frank = client.get("/churn/frank").json()
+    assert frank["as_of"].startswith("1997-12-26")
+    assert frank["next_best_action"]["action"] == "support_callback"
+    identify = ev.Identify(customer=ev.CustomerRef(customer_id="gina"), traits={"clv": 5000.0})
+    apply(
+        client,
+        [
+            inbound(EventTypeName.IDENTIFY, identify, subject="gina"),
+            purchase("gina", START + timedelta(days=1)),
+        ],
+    )
+    ranked = client.get("/churn/at-risk", params={"min_probability": 0.0}).json()["customers"]
+    assert ranked[0]["customer_id"] == "gina"
+    assert ranked[0]["value"] == 5000.0
+    assert client.get("/churn/gina").json()["value_source"] == "clv"
