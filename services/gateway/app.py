@@ -22,7 +22,6 @@ from services.gateway.security import GatewayKeyStore, RateLimiter
 from services.gateway.settings import GatewaySettings, get_settings
 from services.gateway.webhooks import (
     WEBHOOK_EVENT_TYPES,
-    WEBHOOK_GROUP,
     WEBHOOK_TOPICS,
     WebhookSender,
     handle_fleet_events,
@@ -101,7 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     await run_in_threadpool(purge)
     await run_in_threadpool(runtime.connect_kafka, (*PUBLISHED_TOPICS, *WEBHOOK_TOPICS))
-    runtime.add_consumer(WEBHOOK_GROUP, WEBHOOK_TOPICS, handle_fleet_events, WEBHOOK_EVENT_TYPES)
+    runtime.add_consumer(settings.webhook_group, WEBHOOK_TOPICS, handle_fleet_events, WEBHOOK_EVENT_TYPES)
     runtime.start(app)
     bootstrap = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
     if bootstrap is None:

@@ -44,6 +44,9 @@ class GatewaySettings(ServiceSettings):
     )
     key_cache_s: float = Field(default=5.0, ge=0, description="How long a key lookup is cached.")
     c360_recommendations: int = Field(default=5, ge=1, le=100)
+    webhook_group: str = Field(
+        default="crm-gateway-webhooks", description="Consumer group that turns fleet events into deliveries."
+    )
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_backoff_s: float = Field(default=1.0, gt=0, description="First retry delay; doubles per attempt.")
     webhook_timeout_s: float = Field(default=5.0, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def make_settings(kafka: KafkaSettings, data_dir: Path, **overrides: object) -> 
         "publish_timeout_s": 3.0,
         "webhook_backoff_s": 0.2,
         "webhook_poll_s": 0.05,
+        # A fresh consumer group per app: no waiting on members that earlier tests' apps left behind.
+        "webhook_group": f"crm-gateway-webhooks-{uuid.uuid4().hex[:8]}",
     }
     values.update(overrides)
     return GatewaySettings.model_validate(values)
