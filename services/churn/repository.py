@@ -115,6 +115,17 @@ def upsert_scores(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     )
 
 
+def scored_customers(session: Session, after: str, limit: int) -> list[str]:
+    """Scored customer ids in order, a page at a time (for rescoring sweeps)."""
+    rows = session.connection().execute(
+        select(SCORES.c.customer_id)
+        .where(SCORES.c.customer_id > after)
+        .order_by(SCORES.c.customer_id)
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
 def delete_scores(session: Session, customer_ids: Iterable[str]) -> None:
     ids = list(customer_ids)
     if ids:

@@ -20,6 +20,7 @@ from services.churn.schemas import (
     ModelInfo,
     ReactionIn,
     ReactionOut,
+    RescoreResult,
     RowScore,
     RuleIn,
     RuleOut,
@@ -109,6 +110,18 @@ def model_info(request: Request, service: ServiceDep) -> ModelInfo:
         table_model_version=table.version if table else None,
         versions=list_versions(service.settings.models_path(), "events")
         + list_versions(service.settings.models_path(), "table"),
+    )
+
+
+@router.post("/churn/rescore", response_model=RescoreResult)
+def rescore_all(request: Request, service: ServiceDep) -> RescoreResult:
+    """Rescore every customer as of the latest event time and emit the band changes (run it periodically)."""
+    result = service.rescore_all(request.app.state.runtime.session_factory)
+    as_of = result["as_of"]
+    return RescoreResult(
+        customers=int(result["customers"]),
+        band_changes=int(result["band_changes"]),
+        as_of=from_days(as_of).isoformat() if as_of else None,
     )
 
 

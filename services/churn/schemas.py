@@ -140,6 +140,12 @@ class ReactionOut(ReactionIn):
     counts: dict[str, int]
 
 
+class RescoreResult(BaseModel):
+    customers: int
+    band_changes: int = Field(description="churn-risk-changed events emitted.")
+    as_of: str | None
+
+
 class ModelInfo(BaseModel):
     status: str
     version: str | None

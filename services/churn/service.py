@@ -489,6 +489,23 @@ class ChurnService:
             self.publisher.publish_and_wait(emissions)
         return len(emissions)
 
+    def rescore_all(self, session_factory: Any, page: int = 500) -> dict[str, float]:
+        """Rescore every scored customer as of now (the latest event time), one transaction per page, and
+        emit band changes: silent customers drift into higher risk without events of their own."""
+        after, customers, changed = "", 0, 0
+        with session_factory() as session:
+            as_of = self.as_of(session)
+        while True:
+            with session_factory() as session, session.begin():
+                ids = repo.scored_customers(session, after, page)
+                if not ids:
+                    break
+                trigger = dict.fromkeys(ids, f"rescore@{as_of}")
+                changed += self.rescore(session, set(ids), trigger)
+            customers += len(ids)
+            after = ids[-1]
+        return {"customers": customers, "band_changes": changed, "as_of": as_of or 0.0}
+
     def _band_event(
         self, scored: Scored, previous: str | None, trigger: str
     ) -> tuple[str, CloudEvent, str | None]:

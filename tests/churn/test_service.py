@@ -204,3 +204,21 @@ def test_sentiment_and_clv_feed_the_next_best_action_and_ranking(client: TestCli
     assert ranked[0]["customer_id"] == "gina"
     assert ranked[0]["value"] == 5000.0
     assert client.get("/churn/gina").json()["value_source"] == "clv"
+
+
+def test_rescore_sweep_catches_up_with_time_for_silent_customers(client: TestClient) -> None:
+    apply(client, [purchase("hank", START + timedelta(days=d)) for d in range(0, 100, 10)])
+    stored_before = client.get("/churn/at-risk", params={"min_probability": 0.0}).json()["customers"][0]
+    apply(client, [purchase("clock", START + timedelta(days=400))])
+    fresh = client.get("/churn/hank").json()
+    assert fresh["probability"] > stored_before["probability"]  # silent for 310 days now
+    result = client.post("/churn/rescore").json()
+    assert result["customers"] == 2
+    assert result["as_of"].startswith("1998-04-05")
+    stored = {
+        c["customer_id"]: c
+        for c in client.get("/churn/at-risk", params={"min_probability": 0}).json()["customers"]
+    }
+    assert stored["hank"]["probability"] == pytest.approx(fresh["probability"])
+    assert stored["hank"]["band"] == fresh["band"]
+    assert result["band_changes"] == int(stored_before["band"] != fresh["band"])
