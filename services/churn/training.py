@@ -320,10 +320,6 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
 
 
-def select_columns(names: Sequence[str], frame: Any) -> Any:
-    return frame[list(names)]
-
-
 def train_events(
     histories: dict[str, list[Any]],
     cutoffs: Sequence[float],
