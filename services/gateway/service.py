@@ -41,6 +41,13 @@ def _identities(profile: dict[str, Any] | None) -> Any:
     }
 
 
+def _canonical_id(result: DownstreamResponse | DownstreamUnavailable) -> str | None:
+    if isinstance(result, DownstreamResponse) and result.status_code == 200 and isinstance(result.body, dict):
+        value = result.body.get("id") or result.body.get("customer_id")
+        return str(value) if value else None
+    return None
+
+
 def _sentiment(summary: Any, profile: dict[str, Any] | None) -> Any:
     """The sentiment service's summary (count, mean, latest texts' labels) and the profile's trend."""
     trend = _first(profile, "sentiment")
@@ -83,27 +90,41 @@ async def customer_360(
     request_id: str | None,
 ) -> Customer360:
     """Profile, recommendations, churn and sentiment fetched in parallel; a dead service leaves its part null."""
-    cid = segment_path(customer_id)
-    profile_r, recs_r, churn_r, sentiment_r = await asyncio.gather(
-        _call(downstreams["profile"], f"/customers/{cid}", "/customers/{id}", timeout_s, request_id),
-        _call(
-            downstreams["recsys"],
-            f"/recommendations/{cid}",
-            "/recommendations/{id}",
-            timeout_s,
-            request_id,
-            {"k": recommendations},
-        ),
-        _call(downstreams["churn"], f"/churn/{cid}", "/churn/{id}", timeout_s, request_id),
-        _call(
-            downstreams["sentiment"],
-            f"/customers/{cid}/sentiment",
-            "/customers/{id}/sentiment",
-            timeout_s,
-            request_id,
-            {"limit": 5},
-        ),
+
+    def others(target: str) -> list[Any]:
+        cid = segment_path(target)
+        return [
+            _call(
+                downstreams["recsys"],
+                f"/recommendations/{cid}",
+                "/recommendations/{id}",
+                timeout_s,
+                request_id,
+                {"k": recommendations},
+            ),
+            _call(downstreams["churn"], f"/churn/{cid}", "/churn/{id}", timeout_s, request_id),
+            _call(
+                downstreams["sentiment"],
+                f"/customers/{cid}/sentiment",
+                "/customers/{id}/sentiment",
+                timeout_s,
+                request_id,
+                {"limit": 5},
+            ),
+        ]
+
+    profile_call = _call(
+        downstreams["profile"],
+        f"/customers/{segment_path(customer_id)}",
+        "/customers/{id}",
+        timeout_s,
+        request_id,
     )
+    profile_r, recs_r, churn_r, sentiment_r = await asyncio.gather(profile_call, *others(customer_id))
+    canonical = _canonical_id(profile_r)
+    if canonical is not None and canonical != customer_id:
+        # A merged-away id: the profile answered the survivor, so ask the others about the survivor too.
+        recs_r, churn_r, sentiment_r = await asyncio.gather(*others(canonical))
     if isinstance(profile_r, DownstreamResponse) and profile_r.status_code == 404:
         raise NotFound(f"no customer {customer_id!r}")
     degraded: list[str] = []

@@ -99,6 +99,8 @@ def stand_in_profile() -> FastAPI:
     async def customer(customer_id: str) -> Any:
         if customer_id.startswith("unknown"):
             return JSONResponse({"error": "CustomerNotFound", "detail": "no such customer"}, status_code=404)
+        if customer_id.startswith("merged-"):
+            customer_id = "survivor-1"  # like the real one: a merged-away id answers the survivor
         return {
             "customer_id": customer_id,
             "traits": {"name": "Ada"},

@@ -47,6 +47,10 @@ def test_360_combines_every_part(kafka_settings: KafkaSettings, tmp_path: Path) 
             # No sentiment service is running in this test: that part is null and named.
             assert body["degraded"] == ["sentiment"]
             assert body["sentiment"]["trend"] == {"trend": "steady", "last_label": "positive"}
+            merged = client.get("/v1/customers/merged-7", headers=HEADERS).json()
+            assert merged["customer_id"] == "survivor-1"
+            assert merged["recommendations"]["customer_id"] == "survivor-1"
+            assert merged["churn"]["customer_id"] == "survivor-1"
             unknown = client.get("/v1/customers/unknown-1", headers=HEADERS)
             assert unknown.status_code == 404
             assert unknown.json()["error"] == "NotFound"
