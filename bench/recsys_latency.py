@@ -84,7 +84,9 @@ def measure(
 def small_catalog(root: Path, requests: int, rng: np.random.Generator) -> dict[str, Any]:
     users, items, _, _ = load_movielens_100k()
     settings = RecsysSettings(data_dir=str(root / "small"), consume_events=False, auto_train=False)
-    ModelStore(settings.models_dir(), 5).publish(train_dlae(users, items, grid=[(300.0, 0.55)]))
+    ModelStore(settings.models_dir(), 5).publish(
+        train_dlae(users, items, grid=[(300.0, 0.55)], serving_rank=settings.serving_rank)
+    )
     with TestClient(create_app(settings)) as client:
         service: RecsysService = client.app.state.recsys_service  # type: ignore[attr-defined]
         seed(service, list(zip(users, items, strict=True)))

@@ -34,6 +34,7 @@ def run_seed(users: np.ndarray, items: np.ndarray, seed: int, settings: RecsysSe
         seed=seed,
         progress=True,
         max_items=settings.max_model_items,
+        serving_rank=settings.serving_rank,
     )
     train_s = time.perf_counter() - started
     model.build_index(**settings.index_options())
@@ -64,6 +65,7 @@ def run_seed(users: np.ndarray, items: np.ndarray, seed: int, settings: RecsysSe
         "popularity_recall_at_10": pop.recall_at_k,
         "lambda": float(model.params["lambda"]),
         "dropout": float(model.params["dropout"]),
+        "serving_dim": float(model.dim),
         "train_seconds": train_s,
         "faiss_serve_seconds_all_users": serve_s,
     }

@@ -32,6 +32,7 @@ def train(
             grid=settings.tuning_grid or DEFAULT_GRID,
             max_items=settings.max_model_items,
             progress=True,
+            serving_rank=settings.serving_rank,
         )
         ModelStore(settings.models_dir(), settings.keep_versions).publish(model)
         meta = model.meta()

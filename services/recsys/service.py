@@ -378,6 +378,7 @@ class RecsysService:
                     max_items=self.settings.max_model_items,
                     min_interactions=self.settings.min_train_interactions,
                     progress=progress,
+                    serving_rank=self.settings.serving_rank,
                 )
             except NotEnoughData as exc:
                 raise NotEnoughInteractions(str(exc)) from exc

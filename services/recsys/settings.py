@@ -29,6 +29,11 @@ class RecsysSettings(ServiceSettings):
     auto_train: bool = Field(
         default=True, description="Train in the background when there is enough new data."
     )
+    serving_rank: int = Field(
+        default=768,
+        ge=0,
+        description="Serve B through a rank-r factorisation (r-dim FAISS vectors); 0 serves B exactly.",
+    )
     max_model_items: int = Field(default=8000, ge=2, description="Catalog cap for the item-item model.")
     keep_versions: int = Field(default=5, ge=1, description="Model versions kept on disk.")
     tuning_grid: list[tuple[float, float]] | None = Field(

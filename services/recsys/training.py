@@ -78,6 +78,30 @@ def fit_dlae(x: sparse.csr_matrix, lam: float, dropout: float) -> npt.NDArray[np
     return np.linalg.solve(regularised, gram).astype(np.float32)
 
 
+def factorise(
+    weights: npt.NDArray[np.float32], rank: int, seed: int = 0
+) -> tuple[npt.NDArray[np.float32], ...]:
+    """``B ~ Q V^T`` with rank ``rank`` (truncated SVD, singular values split evenly): the query basis Q and
+    the item vectors V. Serving then searches ``rank``-dim vectors instead of ``items``-dim ones."""
+    b = weights.astype(np.float64)
+    n = b.shape[0]
+    if n <= 4000 or rank * 2 >= n:
+        u, s, vt = np.linalg.svd(b, full_matrices=False)
+    else:
+        # Randomised range finder (Halko et al. 2011) with two power iterations: O(n^2 rank).
+        rng = np.random.default_rng(seed)
+        y = b @ rng.standard_normal((n, rank + 16))
+        for _ in range(2):
+            y = b @ (b.T @ np.linalg.qr(y)[0])
+        q, _ = np.linalg.qr(y)
+        small_u, s, vt = np.linalg.svd(q.T @ b, full_matrices=False)
+        u = q @ small_u
+    root = np.sqrt(s[:rank])
+    query_basis = np.ascontiguousarray(u[:, :rank] * root, dtype=np.float32)
+    item_vectors = np.ascontiguousarray(vt[:rank].T * root, dtype=np.float32)
+    return query_basis, item_vectors
+
+
 def evaluate_dense(
     x_train: sparse.csr_matrix, weights: npt.NDArray[np.float32], relevant: list[set[int]], k: int = 10
 ) -> RankingMetrics:
@@ -146,6 +170,7 @@ def train_dlae(
     min_interactions: int = 200,
     progress: bool = False,
     version: str | None = None,
+    serving_rank: int = 0,
 ) -> ItemEmbeddingModel:
     """Tune on a split of these interactions, refit on all of them, return the servable model."""
     enc = encode(customers, items, max_items)
@@ -158,15 +183,27 @@ def train_dlae(
     x = interaction_matrix(enc.users, enc.items, len(enc.user_ids), len(enc.item_ids))
     weights = fit_dlae(x, lam, dropout)
     popularity = np.asarray(x.sum(axis=0)).ravel().astype(np.float32)
+    if 0 < serving_rank < len(enc.item_ids):
+        # Low-rank B = Q V^T: the query is x_u Q, item vectors are rows of V; FAISS scans rank-dim vectors.
+        query_basis, item_vectors = factorise(weights, serving_rank, seed)
+        basis: npt.NDArray[np.float32] | None = query_basis
+    else:
+        # Exact: item i's vector is column i of B and the query is x_u itself, so x_u . vector_i = score.
+        item_vectors, basis = np.ascontiguousarray(weights.T), None
     model = ItemEmbeddingModel(
         version=version or new_version("dlae"),
         algorithm="dlae",
         item_ids=enc.item_ids,
-        # Item i's vector is column i of B, so x_u . vector_i is the model's score.
-        item_vectors=np.ascontiguousarray(weights.T),
-        query_basis=None,
+        item_vectors=item_vectors,
+        query_basis=basis,
         popularity=popularity,
-        params={"lambda": lam, "dropout": dropout, "seed": seed, "grid": [list(g) for g in grid]},
+        params={
+            "lambda": lam,
+            "dropout": dropout,
+            "seed": seed,
+            "grid": [list(g) for g in grid],
+            "serving_rank": int(item_vectors.shape[1]) if basis is not None else 0,
+        },
         metrics=metrics,
         trained_at=datetime.now(UTC).isoformat(),
         training_interactions=len(enc.users),

@@ -93,3 +93,31 @@ def test_dlae_through_faiss_beats_popularity_on_movielens() -> None:
     )
     assert ours.ndcg_at_k >= 0.47
     assert ours.ndcg_at_k > pop.ndcg_at_k + 0.15
+
+
+def test_low_rank_serving_ranks_like_the_exact_model(movielens_model_dir: Path) -> None:
+    users, items, _, _ = load_movielens_100k()
+    store = ModelStore(movielens_model_dir, keep=5)
+    exact = store.load(store.current_version() or "")
+    low_rank = train_dlae(users, items, grid=FAST_GRID, serving_rank=768)
+    assert (low_rank.dim, exact.dim) == (768, exact.n_items)
+    exact.build_index(use_gpu=False)
+    low_rank.build_index(use_gpu=False)
+    by_customer: dict[str, dict[str, float]] = {}
+    for customer, item in zip(users, items, strict=True):
+        by_customer.setdefault(customer, {})[item] = 1.0
+    sample = sorted(by_customer)[:100]
+    exact_recs = exact.recommend_batch(
+        [{exact.item_position[i]: 1.0 for i in by_customer[c]} for c in sample], 10
+    )
+    low_recs = low_rank.recommend_batch(
+        [{low_rank.item_position[i]: 1.0 for i in by_customer[c]} for c in sample], 10, explain=3
+    )
+    overlap = np.mean(
+        [
+            len({exact.item_ids[s.item_index] for s in a} & {low_rank.item_ids[s.item_index] for s in b}) / 10
+            for a, b in zip(exact_recs, low_recs, strict=True)
+        ]
+    )
+    assert overlap >= 0.9
+    assert all(s.because for row in low_recs for s in row)
