@@ -28,7 +28,7 @@ from services.churn.schemas import (
     ScoreResponse,
 )
 from services.churn.service import ChurnService, Scored, _reason_dict
-from services.churn.training import list_versions
+from services.churn.training import list_versions, load_current
 from shared.errors import Conflict, NotFound
 
 
@@ -123,6 +123,16 @@ def rescore_all(request: Request, service: ServiceDep) -> RescoreResult:
         band_changes=int(result["band_changes"]),
         as_of=from_days(as_of).isoformat() if as_of else None,
     )
+
+
+@router.post("/churn/model/reload", response_model=ModelInfo)
+def reload_models(request: Request, service: ServiceDep) -> ModelInfo:
+    """Serve the current saved versions (after `crm churn train`) without a restart."""
+    for kind in ("events", "table"):
+        model = load_current(service.settings.models_path(), kind)
+        if model is not None:
+            service.holder.set(model)
+    return model_info(request, service)
 
 
 @router.get("/churn/{customer_id}", response_model=ChurnScore)

@@ -137,21 +137,16 @@ def test_rules_crud_next_best_action_and_reaction_counts(client: TestClient) -> 
     assert client.get("/actions/rules/vip-seg").json()["error"] == "NotFound"
 
 
-def test_bulk_columns_and_a_trained_table_model_score_through_the_api(
+def test_bulk_columns_and_a_reloaded_table_model_score_through_the_api(
     make_settings: Callable[..., ChurnSettings], tmp_path: Any
 ) -> None:
+    import shutil
+
     from services.churn.table import telco_files, train_table
     from services.churn.training import save_version
 
     models = tmp_path / "models-with-table"
-    train_path, test_path = telco_files()
-    run = train_table(train_path, test_path, tune=False)
-    assert run.metrics["test_auc"] > 0.8
-    save_version(run.fit.model, models)
-    import shutil
-
-    settings = make_settings()
-    shutil.copytree(settings.models_path() / "models", models / "models", dirs_exist_ok=True)
+    shutil.copytree(make_settings().models_path() / "models", models / "models")
     for client in ready_client(make_settings(model_dir=str(models))):
         rows = [
             {"recency_days": 5, "tenure_days": 400, "n_activity": 30, "n_purchases": 30, "active_days": 30},
@@ -166,6 +161,15 @@ def test_bulk_columns_and_a_trained_table_model_score_through_the_api(
                  "internetservice": "Fiber optic", "paymentmethod": "Electronic check", "seniorcitizen": 0}  # fmt: skip
         loyal = {**telco, "tenure": 70, "contract": "Two year", "totalcharges": "6000",
                  "paymentmethod": "Credit card (automatic)"}  # fmt: skip
+        assert (
+            client.post("/churn/score", json={"rows": [telco], "model": "table"}).json()["error"]
+            == "NotFound"
+        )
+        train_path, test_path = telco_files()
+        run = train_table(train_path, test_path, tune=False)
+        assert run.metrics["test_auc"] > 0.8
+        save_version(run.fit.model, models)
+        assert client.post("/churn/model/reload").json()["table_model_version"] == run.fit.model.version
         scored = client.post(
             "/churn/score", json={"rows": [telco, loyal], "model": "table", "reasons": True}
         ).json()
