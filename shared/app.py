@@ -154,7 +154,8 @@ def build_app(
         """Readiness: database, broker and model checks registered by the lifespan."""
         checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
         results: dict[str, bool] = {}
-        for name, check in checks.items():
+        # A copy: start-up threads may still be registering checks while we iterate.
+        for name, check in list(checks.items()):
             try:
                 results[name] = bool(await run_in_threadpool(check))
             except Exception:
