@@ -81,24 +81,29 @@ def fit_dlae(x: sparse.csr_matrix, lam: float, dropout: float) -> npt.NDArray[np
 def factorise(
     weights: npt.NDArray[np.float32], rank: int, seed: int = 0
 ) -> tuple[npt.NDArray[np.float32], ...]:
-    """``B ~ Q V^T`` with rank ``rank`` (truncated SVD, singular values split evenly): the query basis Q and
-    the item vectors V. Serving then searches ``rank``-dim vectors instead of ``items``-dim ones."""
+    """``B ~ Q V^T`` of rank ``rank`` (truncated SVD, singular values split evenly): the query basis Q and
+    the item vectors V. Serving then scans ``rank``-dim vectors instead of ``items``-dim ones.
+
+    A randomised range finder (Halko et al. 2011) with two power iterations, then the SVD of the small
+    projected matrix through the eigendecomposition of its Gram matrix: only matrix products and a
+    ``rank``-sized ``eigh``, far cheaper than LAPACK's full SVD on a 2-core machine.
+    """
     b = weights.astype(np.float64)
     n = b.shape[0]
-    if n <= 4000 or rank * 2 >= n:
-        u, s, vt = np.linalg.svd(b, full_matrices=False)
-    else:
-        # Randomised range finder (Halko et al. 2011) with two power iterations: O(n^2 rank).
-        rng = np.random.default_rng(seed)
-        y = b @ rng.standard_normal((n, rank + 16))
-        for _ in range(2):
-            y = b @ (b.T @ np.linalg.qr(y)[0])
-        q, _ = np.linalg.qr(y)
-        small_u, s, vt = np.linalg.svd(q.T @ b, full_matrices=False)
-        u = q @ small_u
-    root = np.sqrt(s[:rank])
-    query_basis = np.ascontiguousarray(u[:, :rank] * root, dtype=np.float32)
-    item_vectors = np.ascontiguousarray(vt[:rank].T * root, dtype=np.float32)
+    width = min(n, rank + 16)
+    rng = np.random.default_rng(seed)
+    q = np.linalg.qr(b @ rng.standard_normal((n, width)))[0]
+    for _ in range(2):
+        q = np.linalg.qr(b @ np.linalg.qr(b.T @ q)[0])[0]
+    small = q.T @ b  # width x n, B ~ q @ small
+    eigenvalues, eigenvectors = np.linalg.eigh(small @ small.T)
+    order = np.argsort(eigenvalues)[::-1][:rank]
+    singular = np.sqrt(np.clip(eigenvalues[order], 1e-12, None))
+    left = q @ eigenvectors[:, order]  # n x rank, orthonormal
+    right = (small.T @ eigenvectors[:, order]) / singular  # n x rank, orthonormal
+    root = np.sqrt(singular)
+    query_basis = np.ascontiguousarray(left * root, dtype=np.float32)
+    item_vectors = np.ascontiguousarray(right * root, dtype=np.float32)
     return query_basis, item_vectors
 
 
