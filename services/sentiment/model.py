@@ -206,7 +206,9 @@ def _prepare(net: Any, device: str, backend: Backend) -> tuple[Any, str, str]:
         with warnings.catch_warnings():
             # torch.ao.quantization is deprecated in favour of torchao (not installed); still works.
             warnings.simplefilter("ignore")
-            quantised = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+            quantised = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                net, {torch.nn.Linear}, dtype=torch.qint8
+            )
         return quantised, "int8", "qint8"
     return net, "torch", "float32"
 

@@ -85,7 +85,7 @@ async def score_texts(
     results = [engine.result(p, lang) for p, lang in zip(probs, languages, strict=True)]
     return SentimentResponse(
         results=[
-            SentimentResult(label=r.label, score=r.score, language=r.language, model_version=r.model_version)  # type: ignore[arg-type]
+            SentimentResult(label=r.label, score=r.score, language=r.language, model_version=r.model_version)
             for r in results
         ]
     )

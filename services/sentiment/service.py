@@ -202,10 +202,10 @@ def score_events(engine: SentimentEngine, session: Any, events: Sequence[TextEve
         payload = SentimentScored(
             customer_id=event.customer_id,
             source_event_id=event.event_id,
-            source_type=source_type,  # type: ignore[arg-type]
+            source_type=source_type,
             label=result.label,
             score=result.score,
-            language=result.language,  # type: ignore[arg-type]
+            language=result.language,
             model_version=result.model_version,
         )
         out.append(

@@ -286,7 +286,9 @@ def fine_tune(
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * total_steps), total_steps)
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        optimizer, int(0.06 * total_steps), total_steps
+    )
     step = 0
     ckpt = ckpt_dir / "last.pt"
     if ckpt.exists():
@@ -329,7 +331,7 @@ def fine_tune(
         target = torch.tensor(labels_all[idx], device=device)
         with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
             loss = torch.nn.functional.cross_entropy(model(**enc).logits.float(), target)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
