@@ -42,6 +42,29 @@ async def hello() -> dict[str, str]:
     return {"hello": "world"}
 
 
+standin_app = FastAPI()
+
+
+@standin_app.get("/customers/{customer_id}")
+async def standin_profile(customer_id: str) -> dict[str, Any]:
+    return {"id": customer_id, "traits": {"name": "Ada"}, "segments": ["champions"], "clv": {"p_alive": 0.9}}
+
+
+@standin_app.get("/recommendations/{customer_id}")
+async def standin_recommendations(customer_id: str, k: int = 10) -> dict[str, Any]:
+    return {"customer_id": customer_id, "items": [{"item_id": str(i), "score": 1.0} for i in range(k)]}
+
+
+@standin_app.get("/churn/{customer_id}")
+async def standin_churn(customer_id: str) -> dict[str, Any]:
+    return {"customer_id": customer_id, "probability": 0.2, "band": "low", "reasons": []}
+
+
+@standin_app.get("/customers/{customer_id}/sentiment")
+async def standin_sentiment(customer_id: str) -> dict[str, Any]:
+    return {"customer_id": customer_id, "count": 0, "mean_score": None, "items": []}
+
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("profile", "recsys", "sentiment", "churn")
 
@@ -182,6 +205,65 @@ async def ingest(
     return {"events_per_s": accepted / elapsed, "accepted": accepted, "failed_requests": failures}
 
 
+def raw_producer(bootstrap: str, n: int, in_flight: int) -> float:
+    """kafka-python alone, acks=all, the same record sizes: the ceiling the gateway's publisher works under."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_in_flight_requests_per_connection=in_flight,
+    )
+    value = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/bench",
+            "type": "crm.product_view.v1",
+            "time": "2026-01-01T00:00:00Z",
+            "data": {"customer": {"customer_id": "bench-1"}, "item_id": "50"},
+        }
+    ).encode()
+    started = time.perf_counter()
+    futures = [
+        producer.send("crm.interactions.received.v1", value=value, key=f"c{i % 500}".encode())
+        for i in range(n)
+    ]
+    for future in futures:
+        future.get(timeout=60)
+    elapsed = time.perf_counter() - started
+    producer.close()
+    return n / elapsed
+
+
+def ingest_path_in_process(bootstrap: str, n: int, batch: int) -> float:
+    """The gateway's own ingest code (parse, validate, publish, wait for acks) without HTTP."""
+    from services.gateway.ingest import parse_batch, publish_batch
+    from shared.kafka import EventPublisher
+    from shared.settings import KafkaSettings
+
+    publisher = EventPublisher(KafkaSettings(bootstrap=bootstrap))
+    body = json.dumps(
+        [
+            {
+                "type": "product_view",
+                "customer": {"customer_id": f"bench-{i % 500}"},
+                "item_id": f"{i % 1682}",
+            }
+            for i in range(batch)
+        ]
+    ).encode()
+    started = time.perf_counter()
+    for _ in range(n // batch):
+        parsed = parse_batch(json.loads(body), source="/bench", id_seed=None)
+        publish_batch(publisher, parsed.events, 30)
+    elapsed = time.perf_counter() - started
+    publisher.close()
+    return (n // batch) * batch / elapsed
+
+
 async def end_to_end(
     gateway: str, profile: str, headers: dict[str, str], n: int, batch: int
 ) -> dict[str, float]:
@@ -259,8 +341,14 @@ def main() -> None:
     parser.add_argument("--ingest-concurrency", type=int, default=4)
     parser.add_argument("--e2e-events", type=int, default=20_000)
     parser.add_argument("--ready-timeout", type=float, default=420.0)
+    parser.add_argument(
+        "--standins",
+        action="store_true",
+        help="Put instant stand-in apps behind the gateway instead of the real services: measures the "
+        "gateway's own fan-out cost (no end-to-end figure then). Results go to gateway_standins.json.",
+    )
     args = parser.parse_args()
-    services = [s for s in args.services.split(",") if s]
+    services = [] if args.standins else [s for s in args.services.split(",") if s]
 
     from shared.auth import generate_api_key
     from shared.broker import EmbeddedBroker, free_port
@@ -275,7 +363,11 @@ def main() -> None:
     ports = {name: free_port() for name in (*SERVICES, "gateway", "hello")}
     env = dict(os.environ, CRM_KAFKA_BOOTSTRAP=bootstrap, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env |= {f"CRM_{s.upper()}_DATA_DIR": str(workdir / s) for s in (*SERVICES, "gateway")}
-    env |= {f"CRM_GATEWAY_{s.upper()}_URL": f"http://127.0.0.1:{ports[s]}" for s in SERVICES}
+    ports["standins"] = free_port()
+    env |= {
+        f"CRM_GATEWAY_{s.upper()}_URL": f"http://127.0.0.1:{ports['standins' if args.standins else s]}"
+        for s in SERVICES
+    }
     env |= {
         "CRM_GATEWAY_BOOTSTRAP_ADMIN_KEY": admin,
         "CRM_GATEWAY_RATE_LIMIT_PER_S": "1000000",
@@ -298,6 +390,17 @@ def main() -> None:
         processes.append(
             spawn("gateway:hello_app", ports["hello"], env, workdir / "hello.log", "--app-dir", "bench")
         )
+        if args.standins:
+            processes.append(
+                spawn(
+                    "gateway:standin_app",
+                    ports["standins"],
+                    env,
+                    workdir / "standins.log",
+                    "--app-dir",
+                    "bench",
+                )
+            )
         url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
         async def run() -> dict[str, Any]:
@@ -347,6 +450,9 @@ def main() -> None:
             }
 
         r = asyncio.run(run())
+        r["path"] = ingest_path_in_process(bootstrap, 20_000, args.ingest_batch)
+        r["raw1"] = raw_producer(bootstrap, 20_000, 1)
+        r["raw5"] = raw_producer(bootstrap, 20_000, 5)
     finally:
         for process in processes:
             process.terminate()
@@ -373,6 +479,9 @@ def main() -> None:
         "ingest_events_per_s": round(r["ingest"]["events_per_s"], 1),
         "ingest_failed_requests": r["ingest"].get("failed_requests", 0),
         "end_to_end_events_per_s": round(r["e2e"]["events_per_s"], 1),
+        "ingest_path_in_process_events_per_s": round(r["path"], 1),
+        "raw_producer_events_per_s_inflight1": round(r["raw1"], 1),
+        "raw_producer_events_per_s_inflight5": round(r["raw5"], 1),
         "concurrency": args.concurrency,
         "cpu_count": os.cpu_count() or 0,
     }
@@ -380,7 +489,7 @@ def main() -> None:
     print(f"{'metric':<28}{'value':>14}")
     for key, value in results.items():
         print(f"{key:<28}{value:>14}")
-    out = ROOT / "bench" / "results" / "gateway.json"
+    out = ROOT / "bench" / "results" / ("gateway_standins.json" if args.standins else "gateway.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {out.relative_to(ROOT)} (logs in {workdir})")
