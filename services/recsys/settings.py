@@ -48,7 +48,9 @@ class RecsysSettings(ServiceSettings):
     use_gpu: bool | None = Field(
         default=None, description="FAISS on GPU: default when faiss-gpu and a GPU exist."
     )
-    search_threads: int = Field(default=1, ge=1, description="OpenMP threads per FAISS search call.")
+    search_threads: int = Field(
+        default=1, ge=1, description="OpenMP (FAISS) and BLAS threads per call inside the service process."
+    )
 
     def models_dir(self) -> Path:
         return Path(self.data_dir) / "models"
