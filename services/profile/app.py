@@ -48,7 +48,13 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
             log.warning(
                 "profile_dev_pii_key", detail="CRM_PROFILE_PII_KEY is not set; using the development key"
             )
-        runtime = ServiceRuntime("profile", settings, settings.database_url)
+        # The profile applies a batch with a fixed number of statements: bigger polls amortise them.
+        tuned = settings.model_copy(
+            update={
+                "kafka": settings.kafka.model_copy(update={"max_poll_records": settings.max_poll_records})
+            }
+        )
+        runtime = ServiceRuntime("profile", tuned, settings.database_url)
         await run_in_threadpool(migrate, runtime.engine)
         publisher = await run_in_threadpool(
             runtime.connect_kafka, [Topic.INTERACTIONS, *SIGNAL_TOPICS, *PUBLISHED_TOPICS]

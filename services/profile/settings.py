@@ -33,6 +33,12 @@ class ProfileSettings(ServiceSettings):
     )
     timeline_page_max: int = Field(default=500, ge=1)
     max_clusters: int = Field(default=8, ge=2, le=20)
+    max_poll_records: int = Field(
+        default=2000,
+        ge=1,
+        description="Events per consumer batch for the profile's consumers (overrides CRM_KAFKA_MAX_POLL_RECORDS): "
+        "a batch costs a fixed number of statements, so larger batches keep up with bursts.",
+    )
     batch_interval_s: float = Field(
         default=600.0,
         ge=0,
