@@ -85,6 +85,8 @@ class Fleet:
     port_offset: int = 0
     bootstrap: str | None = None
     admin_key: str | None = None
+    # One random key per run: services accept only calls that present it (the gateway does).
+    internal_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     _broker: EmbeddedBroker | None = None
     _processes: list[ServiceProcess] = field(default_factory=list)
 
@@ -122,6 +124,7 @@ class Fleet:
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         prefix = f"CRM_{name.upper()}_"
         env.setdefault(prefix + "ENVIRONMENT", "dev")
+        env.setdefault(prefix + "INTERNAL_API_KEY", self.internal_key)
         env.setdefault(prefix + "DATA_DIR", str((self.data_dir / name).resolve()))
         if name == "gateway":
             for other in SERVICE_PORTS:
