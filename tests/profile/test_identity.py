@@ -133,3 +133,23 @@ def test_identify_linking_two_profiles_merges_into_the_older(store: Store, uniqu
     assert (view.aggregates.orders, view.aggregates.revenue, view.aggregates.event_count) == (2, 12.0, 5)
     assert view.first_seen == T0
     assert json.loads(out[-1][1])["subject"] == old
+
+
+def test_dry_run_leaves_every_table_unchanged(store: Store, unique: str) -> None:
+    a, b = f"dra-{unique}", f"drb-{unique}"
+    store.apply(
+        [
+            event(
+                "identify", {"customer": {"customer_id": a, "email": f"{a}@x.org"}, "traits": {"k": 1}}, at=T0
+            ),
+            event("purchase", {"customer": {"customer_id": b}, "order_id": "1", "amount": 9.0}, at=T0),
+        ]
+    )
+    before = store.dump()
+    with store.factory() as session, session.begin():
+        outcome = store.service.merge(session, a, b, dry_run=True, reason="test")
+    assert outcome.result.status == "preview"
+    assert outcome.outbound == []
+    assert outcome.result.profile is not None
+    assert outcome.result.profile.aggregates.orders == 1
+    assert store.dump() == before
