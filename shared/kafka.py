@@ -187,6 +187,12 @@ class InboundEvent:
         return self._envelope
 
     @property
+    def typed_envelope(self) -> CloudEvent:
+        """The envelope exactly as validated: a CloudEvent whose ``data`` is the payload model. The
+        cheapest way to republish an event unchanged (``model_copy(update={"subject": ...})``)."""
+        return self._typed
+
+    @property
     def id(self) -> str:
         return self._typed.id
 

@@ -107,15 +107,11 @@ def resolved_json(event: InboundEvent, customer_id: str) -> bytes:
     """The event as received (same id, type, time, data) with ``subject`` = the canonical id, as JSON."""
     # The bus keeps the validated envelope+payload model; dumping it is one pydantic-core call, far
     # cheaper than building InboundEvent.envelope and copying it for every event.
-    typed = getattr(event, "_typed", None)
-    if typed is not None:
-        head = typed.model_dump_json(exclude_none=True, exclude={"data", "subject"}).encode()
-        # exclude_unset: exactly the fields the sender gave, without defaults the model filled in.
-        data = typed.data.model_dump_json(exclude_unset=True).encode()
-        return bytes(
-            head[:-1] + b',"subject":' + json.dumps(customer_id).encode() + b',"data":' + data + b"}"
-        )
-    return event.envelope.model_copy(update={"subject": customer_id}).to_json_bytes()
+    typed = event.typed_envelope
+    head = typed.model_dump_json(exclude_none=True, exclude={"data", "subject"}).encode()
+    # exclude_unset: exactly the fields the sender gave, without defaults the model filled in.
+    data = typed.data.model_dump_json(exclude_unset=True).encode()  # type: ignore[attr-defined]
+    return bytes(head[:-1] + b',"subject":' + json.dumps(customer_id).encode() + b',"data":' + data + b"}")
 
 
 # (topic, event, key); the event is pre-serialised JSON on the hot path (resolved interactions).
