@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import re
-import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -221,7 +220,6 @@ def load_tokenizer(path: Path) -> Any:
 
 def load_english(model_dir: Path, *, device: str = "auto", backend: Backend = "torch") -> EnglishModel:
     """Load a frozen-head or fine-tuned model directory."""
-    import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     meta = read_metadata(model_dir)
@@ -236,8 +234,6 @@ def load_english(model_dir: Path, *, device: str = "auto", backend: Backend = "t
         tokenizer = load_tokenizer(model_dir)
     else:
         raise ValueError(f"{model_dir} holds a {meta['kind']!r} model, not an English one")
-    if device == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
-        torch.set_num_threads(os.cpu_count() or 1)
     net, used_backend, dtype = _prepare(net, device, backend)
     return EnglishModel(
         version=str(meta["version"]),
@@ -262,7 +258,6 @@ class ChineseModel:
     pipeline: Any
     margin: float = 0.1
     metadata: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 0) -> np.ndarray:
         if not texts:
