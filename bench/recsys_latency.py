@@ -140,8 +140,7 @@ def large_catalog(
         seed(service, pairs)
         stats = measure(client, service, customers, requests, rng)
         # recall@10 of IVF against exact search, on the customers' real queries (history excluded).
-        exact = ItemIndex(model.item_vectors, flat_max_items=n_items, use_gpu=False)
-        faiss.omp_set_num_threads(2)
+        exact = ItemIndex(model.item_vectors, flat_max_items=n_items, use_gpu=False, threads=os.cpu_count())
         hits = 0
         sample = customers[:recall_queries]
         for customer in sample:

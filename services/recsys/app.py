@@ -49,12 +49,11 @@ def create_app(settings: RecsysSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import faiss
         from threadpoolctl import threadpool_limits
 
-        # Requests already run in parallel in the thread pool: one OpenMP/BLAS thread per call avoids
+        # Requests already run in parallel in the thread pool: one BLAS thread per call avoids
         # oversubscription, which on a busy 2-core machine turned a 1 ms explanation matmul into 40 ms at p99.
-        faiss.omp_set_num_threads(settings.search_threads)
+        # (FAISS's OpenMP threads are set per search by ItemIndex: that setting is per calling thread.)
         blas_limits = threadpool_limits(limits=settings.search_threads)
         runtime = ServiceRuntime("recsys", settings, settings.database_url)
         await run_in_threadpool(repository.create_tables, runtime.engine)

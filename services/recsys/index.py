@@ -41,9 +41,13 @@ class ItemIndex:
         use_gpu: bool | None = None,
         train_sample: int = 64,
         seed: int = 0,
+        threads: int | None = None,
     ) -> None:
         import faiss
 
+        # OpenMP's thread count is per calling thread, so it is set on every search (request threads
+        # are fresh pool threads); None leaves it alone (batch jobs use every core).
+        self.threads = threads
         data = np.ascontiguousarray(vectors, dtype=np.float32)
         self.n_items, self.dim = data.shape
         self.kind: Literal["flat", "ivf"] = "flat" if self.n_items <= flat_max_items else "ivf"
@@ -79,6 +83,10 @@ class ItemIndex:
         """Scores and item indices of the top ``k`` per query (index -1 where fewer exist)."""
         k = max(1, min(k, self.n_items, GPU_MAX_K if self.device == "gpu" else self.n_items))
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if self.threads is not None:
+            import faiss
+
+            faiss.omp_set_num_threads(self.threads)
         scores, ids = self._index.search(q, k)
         return scores, ids
 

@@ -61,6 +61,7 @@ class RecsysSettings(ServiceSettings):
             "nlist": self.ivf_nlist,
             "nprobe": self.ivf_nprobe,
             "use_gpu": self.use_gpu,
+            "threads": self.search_threads,
         }
 
 
