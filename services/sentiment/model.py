@@ -133,7 +133,8 @@ def build_frozen_net(encoder: Any, coef: np.ndarray, intercept: np.ndarray) -> A
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             pooled = torch.nn.functional.normalize(_mean_pool(hidden, attention_mask).float(), dim=-1)
-            return self.head(pooled.to(self.head.weight.dtype))
+            # hidden's dtype is the network's (bf16/fp16 on CUDA); the head may be int8-quantised (no .weight).
+            return self.head(pooled.to(hidden.dtype))
 
     return FrozenHeadNet()
 
