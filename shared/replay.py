@@ -5,7 +5,7 @@ derived from the source rows, so replaying twice applies nothing twice.
 
 * MovieLens 100k: each user becomes an identify event (demographics as traits) at their first rating;
   each rating a ``crm.rating.v1`` event (optionally preceded by a ``crm.product_view.v1``).
-* CDNOW: each transaction a ``crm.purchase.v1`` event (one line item of ``quantity`` CDs).
+* CDNOW: each transaction a ``crm.purchase.v1`` event with its amount (the data names no items).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from tqdm import tqdm
 
 from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id
-from shared.contracts.events import CustomerRef, Identify, ProductView, Purchase, PurchaseItem, Rating
+from shared.contracts.events import CustomerRef, Identify, ProductView, Purchase, Rating
 from shared.datasets import cdnow_transactions, movielens_ratings, movielens_users
 from shared.kafka import EventPublisher
 
@@ -126,7 +126,6 @@ def cdnow_events(*, sample: bool = False, customers: Iterable[str] | None = None
     for day, customer, n, row in keyed:
         customer_id = cdnow_customer_id(customer)
         order_id = f"cdnow-{customer}-{day:%Y%m%d}-{n}"
-        unit_price = round(row.amount / row.quantity, 4) if row.quantity else row.amount
         yield ReplayEvent(
             Topic.INTERACTIONS,
             CloudEvent.new(
@@ -135,9 +134,9 @@ def cdnow_events(*, sample: bool = False, customers: Iterable[str] | None = None
                     customer=CustomerRef(customer_id=customer_id),
                     channel="store",
                     order_id=order_id,
-                    items=[PurchaseItem(item_id="cd", quantity=max(row.quantity, 1), price=unit_price)]
-                    if row.quantity
-                    else [],
+                    # CDNOW records how many CDs an order had, not which: no line items, so no
+                    # made-up item ends up in anyone's recommendations.
+                    items=[],
                     amount=row.amount,
                     currency="USD",
                 ),

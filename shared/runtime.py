@@ -3,14 +3,21 @@ consumers, and the readiness checks for them. One object per running app, kept o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.app import register_readiness
-from shared.db import EventLedger, database_is_reachable, make_engine, make_session_factory, sqlite_url
+from shared.db import (
+    EventLedger,
+    database_is_reachable,
+    make_engine,
+    make_session_factory,
+    sqlite_url,
+    unit_of_work,
+)
 from shared.kafka import EventConsumer, EventHandler, EventPublisher, ensure_topics
 from shared.logging import configure_logging, get_logger
 from shared.settings import ServiceSettings
@@ -74,3 +81,11 @@ class ServiceRuntime:
             self.publisher.close()
         self.engine.dispose()
         log.info("service_stopped", service=self.service)
+
+
+def request_session(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: a session from the app's runtime that commits when the request succeeds and
+    rolls back when it raises (services flush at most)."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    with unit_of_work(runtime.session_factory) as session:
+        yield session

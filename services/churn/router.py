@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -30,18 +29,7 @@ from services.churn.schemas import (
 from services.churn.service import ChurnService, Scored, _reason_dict
 from services.churn.training import list_versions, load_current
 from shared.errors import Conflict, NotFound
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    session: Session = request.app.state.runtime.session_factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+from shared.runtime import request_session
 
 
 def get_service(request: Request) -> ChurnService:
@@ -49,7 +37,7 @@ def get_service(request: Request) -> ChurnService:
     return service
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(request_session)]
 ServiceDep = Annotated[ChurnService, Depends(get_service)]
 
 router = APIRouter(tags=["churn"])
