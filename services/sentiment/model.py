@@ -168,27 +168,47 @@ class EnglishModel:
     margin: float = 0.1
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """P(positive) for each text, batched by similar length (less padding, same results)."""
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 64, token_budget: int = 2048
+    ) -> np.ndarray:
+        """P(positive) for each text. Texts are tokenised once, sorted by token count and cut into chunks
+        of at most ``batch_size`` texts whose padded size stays within ``token_budget`` tokens: on a CPU,
+        padding is pure waste, so short texts never wait on (or pad to) long ones."""
         import torch
 
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        if not texts:
+            return np.empty(0)
+        ids: list[list[int]] = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
+            "input_ids"
+        ]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         out = np.empty(len(texts), dtype=np.float64)
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                out[idx] = self._forward([texts[i] for i in idx])
+            start = 0
+            while start < len(order):
+                end = start + 1
+                while (
+                    end < len(order)
+                    and end - start < batch_size
+                    and len(ids[order[end]]) * (end - start + 1) <= token_budget
+                ):
+                    end += 1
+                chunk = order[start:end]
+                out[chunk] = self._forward([ids[i] for i in chunk])
+                start = end
         return out
 
-    def _forward(self, texts: list[str]) -> np.ndarray:
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
         import torch
 
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        input_ids = enc["input_ids"].to(self.device, non_blocking=True)
-        mask = enc["attention_mask"].to(self.device, non_blocking=True)
-        logits = self.net(input_ids=input_ids, attention_mask=mask)
+        width = max(len(x) for x in batch)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, x in enumerate(batch):
+            input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[row, : len(x)] = 1
+        logits = self.net(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
         return torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy().astype(np.float64)
 
 

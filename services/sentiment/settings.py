@@ -43,7 +43,7 @@ class SentimentSettings(ServiceSettings):
         default="crm-sentiment-customers", description="Group reading merges/erasures."
     )
     first_start_cap: int = Field(
-        default=1200, ge=50, description="Texts per English set for the first-start head."
+        default=800, ge=50, description="Texts per English set for the first-start head."
     )
 
 
