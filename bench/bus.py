@@ -89,13 +89,13 @@ def bus_loop(settings: KafkaSettings, topic: str, count: int, db_dir: str, group
         if handled >= count:
             done.set()
 
-    engine = make_engine(f"sqlite:///{db_dir}/bench-ledger.db")
+    engine = make_engine(f"sqlite:///{db_dir}/{group}.db")
     consumer = EventConsumer(
         settings=settings,
-        group_id="bench-bus",
+        group_id=group,
         topics=[topic],
         handler=handler,
-        ledger=EventLedger(engine, "bench-bus"),
+        ledger=EventLedger(engine, group),
     ).start()
     done.wait(timeout=600)
     elapsed = time.perf_counter() - first
