@@ -41,12 +41,6 @@ def load_rules_file(path: str) -> list[dict[str, Any]]:
     return rules
 
 
-def producer_connected(publisher: Any) -> bool:
-    producer = publisher._producer
-    client = producer._sender._client
-    return any(client.connected(b.node_id) for b in producer._metadata.brokers())
-
-
 def bootstrap_model(settings: ChurnSettings) -> Any:
     """Train the from-events model on CDNOW (a sample of customers: seconds) and save it as a version."""
     from services.churn.features import cdnow_histories, cutoffs_before
@@ -110,12 +104,6 @@ def create_app(settings: ChurnSettings | None = None) -> FastAPI:
                 holder.set(model)
                 log.info("churn_model_ready", version=model.version, metrics=model.metrics)
                 runtime.start(app)
-                if publisher is not None:
-                    # shared EventPublisher.is_connected() asks kafka-python for its *bootstrap* connection,
-                    # which is closed once broker connections exist, so it stays false forever; check the
-                    # producer's connections to the brokers instead (reported to the spine owner).
-                    publisher._producer.partitions_for(settings.topic(Topic.CHURN_RISK_CHANGED))
-                    register_readiness(app, "broker", lambda: producer_connected(publisher))
                 started.set()
             except Exception as exc:
                 holder.status, holder.error = "failed", f"{type(exc).__name__}: {exc}"

@@ -65,15 +65,6 @@ def create_app(settings: RecsysSettings | None = None) -> FastAPI:
         app.state.recsys_service = service
         app.state.settings = settings
         runtime.start(app)
-        if runtime.consumers:
-            # shared's "broker" check (KafkaProducer.bootstrap_connected) stays false with kafka-python 3.0
-            # once the bootstrap connection is swapped for the broker's own; a consumer holding partitions
-            # proves the broker answers.
-            consumers = runtime.consumers
-            app.state.readiness_checks = {
-                **app.state.readiness_checks,
-                "broker": lambda: any(c.assigned.is_set() for c in consumers),
-            }
         _show_model_in_readiness(app, service)
         await run_in_threadpool(service.load)
         service.start()

@@ -29,18 +29,6 @@ from shared.runtime import ServiceRuntime
 log = get_logger(__name__)
 
 
-def producer_connected(publisher: EventPublisher) -> bool:
-    """Workaround: shared EventPublisher.is_connected() asks kafka-python for its bootstrap connection,
-    which is closed once broker connections exist (false forever with kafka-python 3.0); look at the
-    producer's connections to the brokers instead. Reported to the spine owner."""
-    try:
-        producer = publisher._producer
-        client = producer._sender._client
-        return any(client.connected(b.node_id) for b in producer._metadata.brokers())
-    except Exception:
-        return False
-
-
 def create_app(settings: SentimentSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -88,9 +76,8 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
         )
         batcher.start()
         app.state.batcher = batcher
-        # shared.app's /readyz iterates the live checks dict while awaiting each check, so adding a key from
-        # the prepare thread can break a concurrent /readyz. Register every key runtime.start() will set
-        # now (it then only replaces values), and publish the versioned name by swapping in a new dict.
+        # Not ready until prepare() has run: register every key runtime.start() will set now (it then only
+        # replaces values), and publish the versioned model name by swapping in a new dict.
         for name in ("model", "database", *(("broker", "consumers") if settings.consume_events else ())):
             register_readiness(app, name, lambda: False)
 
@@ -103,10 +90,6 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
                 runtime.start(app)
                 # /readyz names the served versions: the model check's name carries them.
                 checks = {k: v for k, v in app.state.readiness_checks.items() if k != "model"}
-                if publisher is not None:
-                    connected = publisher
-                    connected._producer.partitions_for(Topic.SENTIMENT_SCORED)  # opens the broker connections
-                    checks["broker"] = lambda: producer_connected(connected)
                 checks[f"model:en={loaded.english.version};zh={loaded.chinese.version}"] = lambda: True
                 app.state.readiness_checks = checks
             except Exception as exc:
