@@ -25,8 +25,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -138,35 +136,6 @@ class EventLedger:
                 self._claim_sql, [(self.consumer_group, event_id, stamp) for event_id in fresh]
             )
         return fresh
-
-    def unseen(self, session: Session, event_ids: Iterable[str]) -> set[str]:
-        """The ids in ``event_ids`` this group has not applied yet."""
-        ids = set(event_ids)
-        if not ids:
-            return ids
-        seen: set[str] = set()
-        id_list = list(ids)
-        for start in range(0, len(id_list), 500):
-            chunk = id_list[start : start + 500]
-            rows = session.execute(
-                select(processed_events.c.event_id).where(
-                    processed_events.c.consumer_group == self.consumer_group,
-                    processed_events.c.event_id.in_(chunk),
-                )
-            )
-            seen.update(row[0] for row in rows)
-        return ids - seen
-
-    def mark(self, session: Session, event_ids: Iterable[str]) -> None:
-        now = datetime.now(UTC)
-        rows = [
-            {"consumer_group": self.consumer_group, "event_id": i, "processed_at": now} for i in event_ids
-        ]
-        if not rows:
-            return
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(insert(processed_events).on_conflict_do_nothing(), rows)
 
     def count(self) -> int:
         with self.engine.connect() as connection:
