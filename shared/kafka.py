@@ -384,11 +384,13 @@ class EventConsumer:
     def _apply(self, batch: list[InboundEvent]) -> None:
         topic = batch[0].topic
         attempts = self.settings.handler_retries + 1
+        error = ""
         for attempt in range(attempts):
             try:
                 self._apply_once(batch)
                 return
-            except Exception:
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:1000]
                 EVENTS_FAILED.labels(self.group_id, topic).inc()
                 log.warning(
                     "handler_failed",
@@ -400,18 +402,11 @@ class EventConsumer:
                 time.sleep(self.settings.retry_backoff_ms / 1000 * (2**attempt))
         if len(batch) == 1:
             event = batch[0]
-            self._dead_letter_event(event, DeadLetterReason.HANDLER_ERROR, self._last_error_text(event))
+            self._dead_letter_event(event, DeadLetterReason.HANDLER_ERROR, error)
             return
         # Isolate the poison event: apply one at a time, dead-letter the ones that still fail.
         for event in batch:
             self._apply([event])
-
-    def _last_error_text(self, event: InboundEvent) -> str:
-        try:
-            self._apply_once([event])
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"[:1000]
-        return "handler failed on retries, then succeeded"
 
     def _apply_once(self, batch: list[InboundEvent]) -> None:
         started = time.perf_counter()
