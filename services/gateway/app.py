@@ -14,8 +14,10 @@ from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway import repository
+from services.gateway.customer_cache import INVALIDATING_TOPICS, Customer360Cache, InvalidationListener
 from services.gateway.downstream import CircuitBreaker, Downstream
 from services.gateway.models import Base
+from services.gateway.producer import IngestProducer
 from services.gateway.router import router
 from services.gateway.schemas import SimpleEvent
 from services.gateway.security import GatewayKeyStore, RateLimiter
@@ -99,9 +101,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             repository.purge_idempotency(session, datetime.now(UTC) - IDEMPOTENCY_TTL)
 
     await run_in_threadpool(purge)
-    await run_in_threadpool(runtime.connect_kafka, (*PUBLISHED_TOPICS, *WEBHOOK_TOPICS))
+    await run_in_threadpool(runtime.connect_kafka, (*PUBLISHED_TOPICS, *WEBHOOK_TOPICS, *INVALIDATING_TOPICS))
+    app.state.ingest_producer = IngestProducer(
+        settings.kafka,
+        client_id=f"{settings.kafka.client_id}-gateway-ingest",
+        message_timeout_s=settings.publish_timeout_s,
+    )
     runtime.add_consumer(settings.webhook_group, WEBHOOK_TOPICS, handle_fleet_events, WEBHOOK_EVENT_TYPES)
     runtime.start(app)
+    app.state.c360_cache = None
+    listener: InvalidationListener | None = None
+    if settings.c360_cache_ttl_s > 0 and settings.consume_events:
+        app.state.c360_cache = Customer360Cache(
+            ttl_s=settings.c360_cache_ttl_s,
+            settle_s=settings.c360_cache_settle_s,
+            max_entries=settings.c360_cache_max_entries,
+        )
+        listener = InvalidationListener(
+            settings.kafka, app.state.c360_cache, client_id=f"{settings.kafka.client_id}-gateway-c360"
+        ).start()
     bootstrap = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
     if bootstrap is None:
         log.warning("no_bootstrap_admin_key", hint="set CRM_GATEWAY_BOOTSTRAP_ADMIN_KEY to manage API keys")
@@ -130,6 +148,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await sender_task
         for downstream in app.state.downstreams.values():
             await downstream.aclose()
+        if listener is not None:
+            await run_in_threadpool(listener.close)
+        await run_in_threadpool(app.state.ingest_producer.close)
         await run_in_threadpool(runtime.close)
 
 

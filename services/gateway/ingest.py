@@ -1,27 +1,31 @@
-"""Event ingest: turn what clients send (CloudEvents or the simple JSON form) into validated CloudEvents,
-and publish them with ``acks=all``, answering only once the broker has acknowledged every one."""
+"""Event ingest: turn what clients send (CloudEvents or the simple JSON form) into validated CloudEvents
+serialised once, ready for the producer (``services.gateway.producer``), which answers only once the
+broker has acknowledged every one.
+
+Each event is validated in one pass (envelope and payload together, by pydantic-core) against a model
+made per accepted type, and the validated model is serialised once into the record's bytes.
+"""
 
 from __future__ import annotations
 
-import time
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError, create_model
 
 from shared.contracts import (
     EVENT_TYPES,
     INTERACTION_TYPES,
     CloudEvent,
     EventTypeName,
-    payload_model,
     stable_event_id,
     topic_for,
 )
 from shared.contracts.events import Interaction
-from shared.kafka import EventPublisher
 
 # Types clients may send: interactions and reactions. The fleet's own outputs (churn risk changed,
 # customer erased, ...) are produced by the services only.
@@ -40,6 +44,34 @@ def resolve_type(name: str) -> str | None:
     return full if full in EVENT_TYPES else None
 
 
+@lru_cache(maxsize=1)
+def typed_envelopes() -> dict[str, type[CloudEvent]]:
+    """Per client event type, a CloudEvent whose ``data`` is that type's payload model."""
+    return {
+        event_type: create_model(
+            f"{EVENT_TYPES[event_type].payload.__name__}Ingest",
+            __base__=CloudEvent,
+            type=(Literal[event_type], ...),  # type: ignore[arg-type]
+            data=(EVENT_TYPES[event_type].payload, ...),
+        )
+        for event_type in sorted(CLIENT_EVENT_TYPES)
+    }
+
+
+class EventIds:
+    """Ids for events that come without one: a random 128-bit base per request, xor the item's index.
+    Unique like uuid4 (an index below 2**62 never touches the version or variant bits) at a fraction of
+    the cost of drawing a uuid4 per event."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self) -> None:
+        self._base = uuid.UUID(bytes=os.urandom(16), version=4).int
+
+    def __call__(self, index: int) -> str:
+        return str(uuid.UUID(int=self._base ^ index))
+
+
 @dataclass(frozen=True, slots=True)
 class ItemError:
     index: int
@@ -50,9 +82,12 @@ class ItemError:
 @dataclass(frozen=True, slots=True)
 class ParsedEvent:
     index: int
+    id: str
+    type: str
     topic: str
     key: str
-    event: CloudEvent
+    value: bytes
+    """The CloudEvent as JSON, exactly as it goes on the topic."""
 
 
 @dataclass
@@ -60,34 +95,48 @@ class ParsedBatch:
     events: list[ParsedEvent] = field(default_factory=list)
     errors: list[ItemError] = field(default_factory=list)
 
+    def records(self) -> list[tuple[str, bytes, bytes]]:
+        return [(e.topic, e.value, e.key.encode()) for e in self.events]
 
-def _short(exc: ValidationError) -> list[dict[str, Any]]:
+
+def _short(errors: list[Any], strip: int) -> list[dict[str, Any]]:
     return [
-        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors()[:10]
+        {"loc": [str(p) for p in err["loc"][strip:]], "msg": err["msg"], "type": err["type"]}
+        for err in errors[:10]
     ]
 
 
-def partition_key(payload: BaseModel, event: CloudEvent) -> str:
+def _invalid(index: int, exc: ValidationError) -> ItemError:
+    errors = exc.errors()
+    if all(err["loc"] and err["loc"][0] == "data" for err in errors):
+        return ItemError(index, "InvalidPayload", _short(errors, 1))
+    return ItemError(index, "InvalidEnvelope", _short(errors, 0))
+
+
+def partition_key(event: CloudEvent) -> str:
     """Interactions are keyed by the customer's most stable identifier, the fleet's events by customer id."""
+    payload = event.data
     if isinstance(payload, Interaction):
         return payload.customer.partition_key()
     customer_id = getattr(payload, "customer_id", None)
     return str(customer_id or event.subject or event.id)
 
 
-def parse_item(raw: Any, index: int, *, source: str, id_seed: str | None) -> ParsedEvent | ItemError:
+def parse_item(
+    raw: Any, index: int, *, source: str, id_seed: str | None, new_id: EventIds | None = None
+) -> ParsedEvent | ItemError:
     """Validate one item: a CloudEvent (has ``specversion``) or ``{"type": "purchase", ...payload}``."""
     if not isinstance(raw, dict):
         return ItemError(index, "InvalidEvent", "an event must be a JSON object")
+    name = raw.get("type")
     if "specversion" in raw:
-        try:
-            event = CloudEvent.model_validate(raw)
-        except ValidationError as exc:
-            return ItemError(index, "InvalidEnvelope", _short(exc))
-        event_type = event.type
+        if not isinstance(name, str) or not name:
+            return ItemError(
+                index, "InvalidEnvelope", [{"loc": ["type"], "msg": "Field required", "type": "missing"}]
+            )
+        event_type = name
+        envelope = raw
     else:
-        name = raw.get("type")
         if not isinstance(name, str) or not name:
             return ItemError(
                 index, "InvalidEvent", '`type` is required, e.g. "purchase" or "crm.purchase.v1"'
@@ -95,44 +144,44 @@ def parse_item(raw: Any, index: int, *, source: str, id_seed: str | None) -> Par
         resolved = resolve_type(name)
         if resolved is None:
             return ItemError(index, "UnknownEventType", f"unknown event type {name!r}")
-        data = {k: v for k, v in raw.items() if k != "type" and k not in ENVELOPE_FIELDS}
-        envelope: dict[str, Any] = {k: raw[k] for k in ENVELOPE_FIELDS if k in raw}
+        event_type = resolved
+        envelope = {k: raw[k] for k in ENVELOPE_FIELDS if k in raw}
+        envelope["data"] = {k: v for k, v in raw.items() if k != "type" and k not in ENVELOPE_FIELDS}
+        envelope["type"] = resolved
         envelope.setdefault("source", source)
         if "id" not in envelope:
-            envelope["id"] = stable_event_id(id_seed, index) if id_seed else str(uuid.uuid4())
-        try:
-            event = CloudEvent.model_validate({**envelope, "type": resolved, "data": data})
-        except ValidationError as exc:
-            return ItemError(index, "InvalidEnvelope", _short(exc))
-        event_type = resolved
-    model = payload_model(event_type)
-    if model is None:
+            if id_seed:
+                envelope["id"] = stable_event_id(id_seed, index)
+            else:
+                envelope["id"] = new_id(index) if new_id is not None else str(uuid.uuid4())
+    if event_type not in EVENT_TYPES:
         return ItemError(index, "UnknownEventType", f"unknown event type {event_type!r}")
-    if event_type not in CLIENT_EVENT_TYPES:
+    model = typed_envelopes().get(event_type)
+    if model is None:
         return ItemError(
             index, "EventTypeNotAccepted", f"{event_type} is produced by the fleet, not by clients"
         )
     try:
-        payload = model.model_validate(event.data)
+        event = model.model_validate(envelope)
     except ValidationError as exc:
-        return ItemError(index, "InvalidPayload", _short(exc))
-    return ParsedEvent(index, topic_for(event_type).value, partition_key(payload, event), event)
+        return _invalid(index, exc)
+    return ParsedEvent(
+        index,
+        event.id,
+        event_type,
+        topic_for(event_type).value,
+        partition_key(event),
+        event.model_dump_json(exclude_none=True).encode(),
+    )
 
 
 def parse_batch(items: Sequence[Any], *, source: str, id_seed: str | None) -> ParsedBatch:
     batch = ParsedBatch()
+    new_id = EventIds()
     for index, raw in enumerate(items):
-        result = parse_item(raw, index, source=source, id_seed=id_seed)
+        result = parse_item(raw, index, source=source, id_seed=id_seed, new_id=new_id)
         if isinstance(result, ItemError):
             batch.errors.append(result)
         else:
             batch.events.append(result)
     return batch
-
-
-def publish_batch(publisher: EventPublisher, events: Sequence[ParsedEvent], timeout_s: float) -> None:
-    """Send every event and wait for the broker's acks (raises on timeout or broker error)."""
-    deadline = time.monotonic() + timeout_s
-    futures = [publisher.publish(e.topic, e.event, e.key) for e in events]
-    for future in futures:
-        future.get(timeout=max(0.001, deadline - time.monotonic()))

@@ -22,3 +22,8 @@ EVENTS_ACCEPTED = Counter("crm_gateway_events_accepted_total", "Events acknowled
 EVENTS_REJECTED = Counter("crm_gateway_events_rejected_total", "Events refused as invalid.")
 INGEST_UNAVAILABLE = Counter("crm_gateway_ingest_unavailable_total", "Ingest requests answered 503.")
 WEBHOOK_ATTEMPTS = Counter("crm_gateway_webhook_attempts_total", "Webhook delivery attempts.", ["outcome"])
+C360_CACHE = Counter(
+    "crm_gateway_c360_cache_total",
+    "Customer 360 reads by cache outcome: hit, miss, or bypass (the invalidation stream is not live).",
+    ["outcome"],
+)

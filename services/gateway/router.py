@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from kafka.errors import KafkaError
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway import repository
+from services.gateway.customer_cache import Customer360Cache
 from services.gateway.deps import require
 from services.gateway.downstream import Downstream, DownstreamUnavailable
-from services.gateway.ingest import ParsedBatch, parse_batch, publish_batch
+from services.gateway.ingest import ParsedBatch, parse_batch
 from services.gateway.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, INGEST_UNAVAILABLE
 from services.gateway.models import IdempotencyRecord
+from services.gateway.producer import IngestProducer, PublishFailed
 from services.gateway.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -158,15 +162,6 @@ INGEST_BODY: dict[str, Any] = {
 }
 
 
-def _parse_and_publish(
-    request: Request, items: list[Any], source: str, id_seed: str | None, timeout_s: float
-) -> ParsedBatch:
-    parsed = parse_batch(items, source=source, id_seed=id_seed)
-    if parsed.events:
-        publish_batch(request.app.state.runtime.publisher, parsed.events, timeout_s)
-    return parsed
-
-
 @router.post(
     "/events",
     tags=["events"],
@@ -199,7 +194,7 @@ async def ingest_events(
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLarge(f"body of {len(body)} bytes exceeds {settings.max_body_bytes}")
     sessions = request.app.state.runtime.session_factory
-    request_hash = hashlib.sha256(body).hexdigest()
+    request_hash = hashlib.sha256(body).hexdigest() if idempotency_key else ""
     if idempotency_key:
         stored = await run_in_threadpool(_stored_answer, sessions, key.key_id, idempotency_key)
         if stored is not None:
@@ -215,22 +210,23 @@ async def ingest_events(
         raise PayloadTooLarge(f"{len(items)} events in one request; at most {settings.max_batch_size}")
     id_seed = f"{key.key_id}/{idempotency_key}" if idempotency_key else None
     timeout_s = settings.publish_timeout_s
+    producer: IngestProducer = request.app.state.ingest_producer
+    loop = asyncio.get_running_loop()
+    source = f"/gateway/{key.key_id}"
+
+    def parse_and_produce() -> tuple[ParsedBatch, asyncio.Future[None]]:
+        parsed = parse_batch(items, source=source, id_seed=id_seed)
+        return parsed, producer.produce_batch(parsed.records(), loop, timeout_s)
+
     try:
-        # Parsing and kafka-python's blocking sends run in a worker thread; if the broker hangs the
-        # thread is abandoned after the timeout and the client is told 503.
-        with anyio.fail_after(timeout_s + 1.0):
-            parsed = await anyio.to_thread.run_sync(
-                _parse_and_publish,
-                request,
-                items,
-                f"/gateway/{key.key_id}",
-                id_seed,
-                timeout_s,
-                abandon_on_cancel=True,
-            )
-    except (TimeoutError, KafkaError) as exc:
+        # Validation and serialisation run in a worker thread; the acks are awaited on the loop. If the
+        # broker hangs, the request gives up after the timeout and the client is told 503.
+        with anyio.fail_after(timeout_s):
+            parsed, acknowledged = await anyio.to_thread.run_sync(parse_and_produce, abandon_on_cancel=True)
+            await acknowledged
+    except (TimeoutError, PublishFailed) as exc:
         INGEST_UNAVAILABLE.inc()
-        log.warning("ingest_unavailable", error=type(exc).__name__, events=len(items))
+        log.warning("ingest_unavailable", error=type(exc).__name__, detail=str(exc), events=len(items))
         raise ServiceUnavailable(
             "the event broker did not acknowledge the events in time; nothing was accepted, retry later "
             "(with the same Idempotency-Key or event ids, retries are applied once)",
@@ -240,10 +236,10 @@ async def ingest_events(
     errors = [{"index": e.index, "error": e.error, "detail": e.detail} for e in parsed.errors]
     if not parsed.events:
         raise InvalidRequest(errors)
-    for event in parsed.events:
-        EVENTS_ACCEPTED.labels(event.event.type).inc()
+    for event_type, count in Counter(e.type for e in parsed.events).items():
+        EVENTS_ACCEPTED.labels(event_type).inc(count)
     answer = IngestResponse.model_validate(
-        {"accepted": len(parsed.events), "ids": [e.event.id for e in parsed.events], "errors": errors}
+        {"accepted": len(parsed.events), "ids": [e.id for e in parsed.events], "errors": errors}
     )
     content = answer.model_dump_json().encode()
     if idempotency_key:
@@ -323,24 +319,48 @@ async def lookup_customer(
     response_model=Customer360,
     responses={**AUTH_ERRORS, 404: _err("The profile service does not know this customer.")},
 )
-async def get_customer_360(request: Request, customer_id: CustomerId, _key: ReadKey) -> Customer360:
+async def get_customer_360(request: Request, customer_id: CustomerId, _key: ReadKey) -> Response:
     """The customer 360: profile, identities, segments, CLV, recommendations, sentiment, churn, action."""
+    cache: Customer360Cache | None = request.app.state.c360_cache
+    downstreams: dict[str, Downstream] = request.app.state.downstreams
+    # While a service is known to be down (its breaker is open) every read fans out, so that answers
+    # name what is missing instead of repeating what was cached before the outage.
+    if any(d.breaker.opened_at is not None for d in downstreams.values()):
+        cache = None
+    if cache is not None and (cached := cache.get(customer_id)) is not None:
+        return _json(cached, 200)
     settings = _settings(request)
-    return await customer_360(
-        request.app.state.downstreams,
+    started = time.monotonic()
+    answer = await customer_360(
+        downstreams,
         customer_id,
         timeout_s=settings.c360_timeout_s,
         recommendations=settings.c360_recommendations,
         request_id=request_id_of(request),
     )
+    content = answer.model_dump_json().encode()
+    if cache is not None and not answer.degraded and answer.customer_id == customer_id:
+        cache.put(customer_id, content, started)
+    return _json(content, 200)
+
+
+def _forget(request: Request, *customer_ids: str) -> None:
+    """The gateway's own writes evict at once (the fleet's events about them follow)."""
+    cache: Customer360Cache | None = request.app.state.c360_cache
+    if cache is not None:
+        cache.evict(customer_ids)
 
 
 @router.patch("/customers/{customer_id}", tags=["customers"], responses=PROXY_ERRORS)
 async def update_customer(request: Request, customer_id: CustomerId, body: AnyJson, _key: WriteKey) -> Any:
     """Update a customer's traits."""
-    return await forward(
-        request, "profile", "PATCH", f"/customers/{segment_path(customer_id)}", json_body=body
-    )
+    _forget(request, customer_id)
+    try:
+        return await forward(
+            request, "profile", "PATCH", f"/customers/{segment_path(customer_id)}", json_body=body
+        )
+    finally:
+        _forget(request, customer_id)
 
 
 @router.get("/customers/{customer_id}/timeline", tags=["customers"], responses=PROXY_ERRORS)
@@ -408,7 +428,11 @@ async def export_customer(request: Request, customer_id: CustomerId, _key: Priva
 @router.delete("/customers/{customer_id}", tags=["privacy"], responses=PROXY_ERRORS)
 async def erase_customer(request: Request, customer_id: CustomerId, _key: PrivacyKey) -> Any:
     """Erase a customer everywhere (right to erasure); idempotent, returns a receipt."""
-    return await forward(request, "profile", "DELETE", f"/customers/{segment_path(customer_id)}")
+    _forget(request, customer_id)
+    try:
+        return await forward(request, "profile", "DELETE", f"/customers/{segment_path(customer_id)}")
+    finally:
+        _forget(request, customer_id)
 
 
 @router.post("/merges", tags=["customers"], responses=PROXY_ERRORS)
@@ -418,13 +442,23 @@ async def merge_customers(
     body: Annotated[dict[str, Any], Body(examples=[{"customer_ids": ["c-1", "c-2"], "dry_run": True}])],
 ) -> Any:
     """Merge two customer profiles (``dry_run`` shows the result without changing anything)."""
-    return await forward(request, "profile", "POST", "/merges", json_body=body)
+    ids = [str(i) for i in body.get("customer_ids", []) if isinstance(i, str | int)]
+    _forget(request, *ids)
+    try:
+        return await forward(request, "profile", "POST", "/merges", json_body=body)
+    finally:
+        _forget(request, *ids)
 
 
 @router.post("/merges/{merge_id}/undo", tags=["customers"], responses=PROXY_ERRORS)
 async def undo_merge(request: Request, merge_id: ResourceId, _key: WriteKey) -> Any:
     """Undo a merge: both profiles are restored."""
-    return await forward(request, "profile", "POST", f"/merges/{segment_path(merge_id)}/undo")
+    try:
+        return await forward(request, "profile", "POST", f"/merges/{segment_path(merge_id)}/undo")
+    finally:
+        cache: Customer360Cache | None = request.app.state.c360_cache
+        if cache is not None:
+            cache.clear()  # the two customers are named by the merge event that follows
 
 
 # -- segments ----------------------------------------------------------------------------------

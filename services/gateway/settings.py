@@ -32,6 +32,19 @@ class GatewaySettings(ServiceSettings):
     c360_timeout_s: float = Field(
         default=0.8, gt=0, description="Per-call timeout of the 360's fan-out (a slow part is left out)."
     )
+    c360_cache_ttl_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Longest a cached 360 is served; the fleet's events about the customer evict it sooner. "
+        "0 turns the cache off (every read fans out).",
+    )
+    c360_cache_settle_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="A 360 fetched within this long after an event about the customer is not cached (the "
+        "services behind the gateway are still applying that event).",
+    )
+    c360_cache_max_entries: int = Field(default=100_000, ge=1)
     downstream_max_connections: int = Field(default=100, ge=1)
     breaker_failures: int = Field(default=5, ge=1, description="Consecutive failures that open a breaker.")
     breaker_reset_s: float = Field(default=5.0, gt=0, description="How long an open breaker fails fast.")
