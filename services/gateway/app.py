@@ -12,10 +12,12 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 
 from services.gateway import repository
 from services.gateway.customer_cache import INVALIDATING_TOPICS, Customer360Cache, InvalidationListener
 from services.gateway.downstream import CircuitBreaker, Downstream
+from services.gateway.fastpath import CachedCustomer360
 from services.gateway.models import Base
 from services.gateway.producer import IngestProducer
 from services.gateway.router import router
@@ -183,5 +185,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.include_router(router)
+    c360_route = next(
+        r
+        for r in router.routes
+        if getattr(r, "path", None) == "/v1/customers/{customer_id}" and "GET" in getattr(r, "methods", ())
+    )
+    # Inside the fleet's request-id/metrics middleware (add_middleware would put it outside).
+    app.user_middleware.append(Middleware(CachedCustomer360, route=c360_route))
     app.openapi = _openapi_with_event_schemas(app)  # type: ignore[method-assign]
     return app

@@ -83,16 +83,26 @@ class Customer360Cache:
             self._entries.clear()
 
     def get(self, customer_id: str) -> bytes | None:
+        """The cached answer, counted in the hit/miss/bypass metric."""
+        if not self.live:
+            C360_CACHE.labels("bypass").inc()
+            return None
+        body = self.peek(customer_id)
+        C360_CACHE.labels("miss" if body is None else "hit").inc()
+        return body
+
+    def peek(self, customer_id: str) -> bytes | None:
+        """The cached answer, not counted (the caller counts a hit it serves with :meth:`count_hit`)."""
         now = time.monotonic()
         if now >= self._alive_until:
-            C360_CACHE.labels("bypass").inc()
             return None
         entry = self._entries.get(customer_id)
         if entry is None or entry[0] <= now:
-            C360_CACHE.labels("miss").inc()
             return None
-        C360_CACHE.labels("hit").inc()
         return entry[1]
+
+    def count_hit(self) -> None:
+        C360_CACHE.labels("hit").inc()
 
     def put(self, customer_id: str, body: bytes, started: float) -> bool:
         """Store an answer whose fan-out began at ``started`` (``time.monotonic()``), unless an event

@@ -16,12 +16,14 @@ from fastapi.testclient import TestClient
 from services.gateway.app import create_app
 from services.gateway.customer_cache import Customer360Cache, customer_ids_of
 from services.gateway.settings import GatewaySettings
+from shared.auth import Scope
 from shared.contracts import CloudEvent, EventTypeName, Topic
 from shared.kafka import EventPublisher
 from shared.settings import KafkaSettings
 from tests.gateway.conftest import make_settings
 from tests.gateway.support import (
     ADMIN_KEY,
+    make_key,
     serving,
     stand_in_churn,
     stand_in_recsys,
@@ -54,7 +56,9 @@ class VersionedProfile:
 
 
 @contextmanager
-def gateway(kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[tuple[TestClient, VersionedProfile]]:
+def gateway(
+    kafka_settings: KafkaSettings, tmp_path: Path, **overrides: object
+) -> Iterator[tuple[TestClient, VersionedProfile]]:
     profile = VersionedProfile()
     with (
         serving(profile.app) as profile_server,
@@ -70,6 +74,7 @@ def gateway(kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[tuple[Tes
             churn_url=churn.url,
             sentiment_url=sentiment.url,
             c360_cache_settle_s=0.2,
+            **overrides,
         )
         with TestClient(create_app(settings)) as client:
             cache: Customer360Cache = client.app.state.c360_cache  # type: ignore[attr-defined]
@@ -171,6 +176,37 @@ def test_the_gateways_own_writes_evict_at_once(
         )
         assert response.status_code == 200
         assert name_of(client, customer) == "Grace"  # no waiting: read-your-writes
+
+
+def test_a_cached_360_still_needs_a_valid_key_with_the_scope_and_within_its_rate(
+    kafka_settings: KafkaSettings, tmp_path: Path, unique: str
+) -> None:
+    customer = f"c-{unique}"
+    with gateway(kafka_settings, tmp_path, rate_limit_burst=3.0) as (client, profile):
+        assert name_of(client, customer) == "Ada"
+        reads = profile.reads
+        hit = client.get(f"/v1/customers/{customer}", headers=HEADERS)
+        assert hit.status_code == 200
+        assert profile.reads == reads  # a hit, answered before FastAPI's routing
+        assert hit.headers["x-request-id"]
+        path = f"/v1/customers/{customer}"
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"X-API-Key": "crm_nope_secret"}).status_code == 401
+        events_only = make_key(client, Scope.EVENTS_WRITE)
+        assert client.get(path, headers={"X-API-Key": events_only}).status_code == 403
+        slow = make_key(client, Scope.CUSTOMERS_READ, rate_limit_per_s=0.01)
+        statuses = [client.get(path, headers={"X-API-Key": slow}).status_code for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200]
+        assert statuses[3:] == [429, 429]
+        revoked = make_key(client, Scope.CUSTOMERS_READ)
+        assert client.get(path, headers={"X-API-Key": revoked}).status_code == 200
+        key_id = revoked.split("_")[1]
+        assert client.delete(f"/v1/admin/keys/{key_id}", headers=HEADERS).status_code == 200
+        assert client.get(path, headers={"X-API-Key": revoked}).status_code == 401
+        assert profile.reads == reads
+        metrics = client.get("/metrics").text
+        assert 'crm_gateway_c360_cache_total{outcome="hit"}' in metrics
+        assert 'route="/v1/customers/{customer_id}"' in metrics
 
 
 def test_a_fill_that_raced_an_event_is_not_stored() -> None:
