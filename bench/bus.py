@@ -25,6 +25,7 @@ from shared.contracts import CloudEvent, EventTypeName
 from shared.contracts.events import CustomerRef, ProductView
 from shared.db import EventLedger, make_engine
 from shared.kafka import EventConsumer, EventPublisher, ensure_topics
+from shared.runtime import tune_garbage_collection
 from shared.settings import KafkaSettings
 
 RESULTS = Path(__file__).parent / "results"
@@ -117,6 +118,7 @@ def main() -> None:
     topic = f"bench.bus.{int(time.time())}"
     try:
         ensure_topics(settings, [topic])
+        tune_garbage_collection()  # what every service does once started (ServiceRuntime.start)
         produce_rate = produce(settings, topic, args.events)
         raws, buses = [], []
         with tempfile.TemporaryDirectory() as db_dir:

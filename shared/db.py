@@ -7,7 +7,7 @@ that "apply the events" and "remember their ids" commit in one transaction: exac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,24 +101,24 @@ class EventLedger:
         self.consumer_group = consumer_group
         self.session_factory = make_session_factory(engine)
         ledger_metadata.create_all(engine, checkfirst=True)
+        self._sqlite = engine.dialect.name == "sqlite"
         self._placeholder = p = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._claim_sql = (
             f"INSERT INTO processed_events (consumer_group, event_id, processed_at) VALUES ({p}, {p}, {p}) "
             "ON CONFLICT DO NOTHING"
         )
 
-    def claim(self, session: Session, event_ids: Iterable[str]) -> list[str]:
-        """Record the ids as applied in the caller's transaction and return those that were new, in order.
+    def claim(self, session: Session, event_ids: Sequence[str]) -> set[str]:
+        """Record the ids as applied in the caller's transaction and return those that were new.
 
         Both statements run on the driver (no ORM overhead): this is on every consumer's hot path.
         """
-        ids = list(dict.fromkeys(event_ids))
-        if not ids:
-            return ids
+        if not event_ids:
+            return set()
         connection = session.connection()
         seen: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
             marks = ", ".join([self._placeholder] * len(chunk))
             rows = connection.exec_driver_sql(
                 "SELECT event_id FROM processed_events "
@@ -126,15 +126,12 @@ class EventLedger:
                 (self.consumer_group, *chunk),
             )
             seen.update(row[0] for row in rows)
-        fresh = [event_id for event_id in ids if event_id not in seen]
+        fresh = set(event_ids) - seen
         if fresh:
             now = datetime.now(UTC)
-            stamp: object = (
-                now.strftime("%Y-%m-%d %H:%M:%S.%f") if self.engine.dialect.name == "sqlite" else now
-            )
-            connection.exec_driver_sql(
-                self._claim_sql, [(self.consumer_group, event_id, stamp) for event_id in fresh]
-            )
+            stamp: object = now.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else now
+            group = self.consumer_group
+            connection.exec_driver_sql(self._claim_sql, [(group, event_id, stamp) for event_id in fresh])
         return fresh
 
     def count(self) -> int:

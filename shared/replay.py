@@ -80,7 +80,7 @@ def movielens_events(
                     EventTypeName.IDENTIFY,
                     Identify(customer=customer, channel="web", traits=traits),
                     source=SOURCE_MOVIELENS,
-                    id=stable_event_id("movielens", "identify", rating.user_id),
+                    id=stable_event_id("movielens", "identify", rating.user_id, at=at - timedelta(seconds=1)),
                     time=at - timedelta(seconds=1),
                 ),
                 customer_id,
@@ -93,7 +93,9 @@ def movielens_events(
                     EventTypeName.PRODUCT_VIEW,
                     ProductView(customer=customer, channel="web", item_id=item_id),
                     source=SOURCE_MOVIELENS,
-                    id=stable_event_id("movielens", "view", rating.user_id, rating.item_id, rating.timestamp),
+                    id=stable_event_id(
+                        "movielens", "view", rating.user_id, rating.item_id, rating.timestamp, at=at
+                    ),
                     time=at,
                 ),
                 customer_id,
@@ -104,7 +106,9 @@ def movielens_events(
                 EventTypeName.RATING,
                 Rating(customer=customer, channel="web", item_id=item_id, rating=rating.rating),
                 source=SOURCE_MOVIELENS,
-                id=stable_event_id("movielens", "rating", rating.user_id, rating.item_id, rating.timestamp),
+                id=stable_event_id(
+                    "movielens", "rating", rating.user_id, rating.item_id, rating.timestamp, at=at
+                ),
                 time=at,
             ),
             customer_id,
@@ -126,6 +130,7 @@ def cdnow_events(*, sample: bool = False, customers: Iterable[str] | None = None
     for day, customer, n, row in keyed:
         customer_id = cdnow_customer_id(customer)
         order_id = f"cdnow-{customer}-{day:%Y%m%d}-{n}"
+        at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
         yield ReplayEvent(
             Topic.INTERACTIONS,
             CloudEvent.new(
@@ -141,8 +146,8 @@ def cdnow_events(*, sample: bool = False, customers: Iterable[str] | None = None
                     currency="USD",
                 ),
                 source=SOURCE_CDNOW,
-                id=stable_event_id("cdnow", order_id),
-                time=datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+                id=stable_event_id("cdnow", order_id, at=at),
+                time=at,
             ),
             customer_id,
         )

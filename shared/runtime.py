@@ -3,6 +3,7 @@ consumers, and the readiness checks for them. One object per running app, kept o
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator, Sequence
 
 from fastapi import FastAPI, Request
@@ -65,6 +66,7 @@ class ServiceRuntime:
         return consumer
 
     def start(self, app: FastAPI) -> None:
+        tune_garbage_collection()
         register_readiness(app, "database", lambda: database_is_reachable(self.engine))
         if self.publisher is not None:
             publisher = self.publisher
@@ -81,6 +83,20 @@ class ServiceRuntime:
             self.publisher.close()
         self.engine.dispose()
         log.info("service_stopped", service=self.service)
+
+
+def tune_garbage_collection() -> None:
+    """Fewer, cheaper cyclic-GC passes for a long-running event processor (called once start-up is done).
+
+    A consumer keeps about ten container objects per event (models, dicts) alive until its batch is
+    applied. With CPython's default thresholds (700, 10, 10) that is a young collection every ~70 events
+    and frequent full collections over every object the imports created. Freezing what start-up created
+    and collecting the young generation every 20,000 allocations cut the bus's CPU per event by about a
+    third (``bench/bus.py``). Reference cycles are still collected, just in larger batches.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def request_session(request: Request) -> Iterator[Session]:

@@ -1,6 +1,6 @@
 """The fleet's event contract: CloudEvents envelope, versioned payloads, topics."""
 
-from shared.contracts.envelope import CloudEvent, stable_event_id, utcnow
+from shared.contracts.envelope import CloudEvent, new_event_id, stable_event_id, utcnow
 from shared.contracts.registry import (
     EVENT_TYPES,
     INTERACTION_TYPES,
@@ -20,6 +20,7 @@ __all__ = [
     "EventTypeName",
     "Topic",
     "dead_letter_topic",
+    "new_event_id",
     "payload_model",
     "stable_event_id",
     "topic_for",
