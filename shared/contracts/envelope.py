@@ -13,6 +13,7 @@ ones (UUIDv7, ULID) keep their consumers fast.
 from __future__ import annotations
 
 import os
+import threading
 import time as _time
 import uuid
 from datetime import UTC, datetime
@@ -32,12 +33,27 @@ def _time_ordered_uuid(unix_ms: int, version: int, random_bits: int) -> str:
     rand_a = (random_bits >> 62) & 0xFFF
     rand_b = random_bits & ((1 << 62) - 1)
     value = (unix_ms << 80) | (version << 76) | (rand_a << 64) | _VARIANT_RFC_9562 | rand_b
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_last_id = [0, 0]  # (unix ms, 12-bit sequence) of the newest id this process made
+_id_lock = threading.Lock()
 
 
 def new_event_id() -> str:
-    """A fresh UUIDv7: unique, and sorted by creation time."""
-    return _time_ordered_uuid(_time.time_ns() // 1_000_000, 7, int.from_bytes(os.urandom(10)))
+    """A fresh UUIDv7: unique, and increasing within this process (RFC 9562 method 3: the 12 bits after
+    the version count ids made in the same millisecond)."""
+    now = _time.time_ns() // 1_000_000
+    with _id_lock:
+        last_ms, sequence = _last_id
+        if now <= last_ms:
+            now, sequence = (last_ms, sequence + 1) if sequence < 0xFFF else (last_ms + 1, 0)
+        else:
+            sequence = 0
+        _last_id[:] = [now, sequence]
+    random_bits = (sequence << 62) | int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
+    return _time_ordered_uuid(now, 7, random_bits)
 
 
 def stable_event_id(*parts: object, at: datetime | None = None) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,8 +13,18 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from shared.contracts import EVENT_TYPES, TOPICS, CloudEvent, EventTypeName, Topic, payload_model
+from shared.contracts import (
+    EVENT_TYPES,
+    TOPICS,
+    CloudEvent,
+    EventTypeName,
+    Topic,
+    new_event_id,
+    payload_model,
+    stable_event_id,
+)
 from shared.contracts.docs import event_json_schemas, render_asyncapi, render_schema
+from shared.contracts.envelope import EVENT_ID_NAMESPACE
 from shared.contracts.events import CustomerRef, Purchase
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -89,3 +101,25 @@ def test_cloudevent_time_must_carry_a_time_zone() -> None:
         CloudEvent.model_validate(
             {"id": "e", "source": "/s", "type": "t", "time": "2024-05-01T12:00:00", "data": {}}
         )
+
+
+def test_new_event_ids_are_uuid7_and_sort_by_creation_time() -> None:
+    first = [new_event_id() for _ in range(50)]
+    time.sleep(0.002)
+    later = new_event_id()
+    assert len(set(first)) == 50
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in first)
+    assert max(first) < later  # a later millisecond sorts after, as text and as the ledger compares
+    assert CloudEvent.new(EventTypeName.IDENTIFY, {"customer": {"customer_id": "c1"}}, source="/t").id > later
+
+
+def test_stable_event_ids_are_deterministic_and_time_prefixed_with_at() -> None:
+    earlier, later = datetime(1997, 9, 20, tzinfo=UTC), datetime(1998, 4, 22, 12, tzinfo=UTC)
+    assert stable_event_id("cdnow", "o1") == str(uuid.uuid5(EVENT_ID_NAMESPACE, "cdnow/o1"))
+    assert stable_event_id("cdnow", "o1", at=later) == stable_event_id("cdnow", "o1", at=later)
+    assert stable_event_id("cdnow", "o1", at=later) != stable_event_id("cdnow", "o2", at=later)
+    stamped = uuid.UUID(stable_event_id("cdnow", "o1", at=later))
+    assert stamped.version == 8
+    assert stamped.variant == uuid.RFC_4122
+    assert stamped.int >> 80 == int(later.timestamp() * 1000)
+    assert stable_event_id("z", at=earlier) < stable_event_id("a", at=later)
