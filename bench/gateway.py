@@ -4,17 +4,25 @@
     .venv/bin/python bench/gateway.py --services profile   # only some real services (others degraded)
 
 Starts the embedded broker (or uses CRM_KAFKA_BOOTSTRAP), the real services as uvicorn processes (each
-trains its start-up model), the gateway and a hello-world FastAPI app as their own uvicorn processes,
-then measures from this process with an asyncio httpx load generator:
+trains its start-up model), two gateways (the configured one, whose 360 cache is on, and one with the
+cache off) and a hello-world FastAPI app as their own uvicorn processes, seeds ``--customers`` customers
+with some history through the gateway, then measures from this process with a lean keep-alive HTTP/1.1
+client (asyncio protocol, pre-built requests: ~tens of microseconds of client CPU per request, where
+httpx spent more than the gateway under test) used the same way for every target:
 
-* ``c360_rps`` / ``hello_rps``: closed-loop req/s of ``GET /v1/customers/{id}`` and ``GET /hello`` at the
-  same concurrency, with p50/p99; ``ratio`` = c360_rps / hello_rps (target >= 0.4);
-* ``c360_p99_ms_at_200rps``: p99 latency of the 360 under an open-loop 200 req/s (target < 50 ms);
+* ``c360_rps`` / ``hello_rps``: closed-loop req/s of ``GET /v1/customers/{id}`` (each request a customer
+  drawn uniformly from the seeded ones) and ``GET /hello`` at the same concurrency, with p50/p99;
+  ``ratio`` = c360_rps / hello_rps (target >= 0.4); ``c360_cache_hit_share`` is the share of those 360
+  reads the gateway served from its cache (its own /metrics counter); the ``uncached_*`` figures are the
+  same measurement against the gateway with the cache off (every read fans out to the four services);
+* ``c360_p99_ms_at_200rps``: p99 latency of the 360 under an open-loop 200 req/s, measured from each
+  request's scheduled send time (target < 50 ms);
 * ``ingest_events_per_s``: events accepted (202, acknowledged by the broker) through batched
-  ``POST /v1/events`` (target >= 20,000/s);
+  ``POST /v1/events`` (target >= 20,000/s); the bodies are serialised before the clock starts;
 * ``end_to_end_events_per_s``: identify events for new customers from the first POST until the profile
   service's consumer has applied them all (its customer count says so).
 
+``client_cpu_share`` says how much of one core this process (the load generator) used in each phase.
 Writes bench/results/gateway.json.
 """
 
@@ -24,11 +32,14 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -101,122 +112,242 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def closed_loop(
-    url: str, headers: dict[str, str], concurrency: int, duration_s: float
-) -> dict[str, float]:
-    import httpx
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection; one request at a time; bodies framed by Content-Length."""
 
+    _length = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+    def __init__(self) -> None:
+        self.transport: Any = None  # asyncio's or uvloop's transport
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is None or self.waiter.done():
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end])
+        match = self._length.search(head)
+        if match is None:
+            self.waiter.set_exception(ConnectionError("response without Content-Length"))
+            return
+        total = end + 4 + int(match.group(1))
+        if len(self.buffer) < total:
+            return
+        body = bytes(self.buffer[end + 4 : total])
+        del self.buffer[:total]
+        self.waiter.set_result((int(head[9:12]), body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc or ConnectionError("connection closed"))
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+async def connect(url: str) -> Connection:
+    host, port = url.removeprefix("http://").split(":")
+    _, protocol = await asyncio.get_running_loop().create_connection(Connection, host, int(port))
+    return protocol
+
+
+def get_request(path: str, headers: dict[str, str]) -> bytes:
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"GET {path} HTTP/1.1\r\nHost: bench\r\n{lines}\r\n".encode()
+
+
+def post_request(path: str, headers: dict[str, str], body: bytes) -> bytes:
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{lines}\r\n"
+    ).encode() + body
+
+
+class ClientCpu:
+    """The load generator's own CPU time over a phase, as a share of one core."""
+
+    def __enter__(self) -> ClientCpu:
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.share = (time.process_time() - self.cpu) / (time.perf_counter() - self.wall)
+
+
+async def closed_loop(
+    url: str, requests: list[bytes], concurrency: int, duration_s: float
+) -> dict[str, float]:
+    """``concurrency`` connections, each sending the next request as soon as the last one answered;
+    every request is drawn at random from ``requests``."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10, headers=headers) as client:
-        for _ in range(20):  # warm-up
-            await client.get(url)
+    connections = [await connect(url) for _ in range(concurrency)]
+    pick = random.Random(7).choice
+    for connection in connections:  # warm-up
+        for _ in range(5):
+            await connection.send(pick(requests))
+
+    async def worker(connection: Connection) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            status, _ = await connection.send(pick(requests))
+            latencies.append(time.perf_counter() - started)
+            errors += status != 200
+
+    with ClientCpu() as cpu:
         stop = time.perf_counter() + duration_s
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                try:
-                    response = await client.get(url)
-                    errors += response.status_code != 200
-                except httpx.HTTPError:
-                    errors += 1
-                latencies.append(time.perf_counter() - started)
-
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(c) for c in connections))
         elapsed = time.perf_counter() - started
+    for connection in connections:
+        assert connection.transport is not None
+        connection.transport.close()
     return {
         "rps": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "errors": errors,
+        "client_cpu_share": cpu.share,
     }
 
 
-async def open_loop(url: str, headers: dict[str, str], rate: float, duration_s: float) -> dict[str, float]:
-    import httpx
-
+async def open_loop(url: str, requests: list[bytes], rate: float, duration_s: float) -> dict[str, float]:
+    """Requests sent at a fixed rate whatever the answers do; latency counts from each request's scheduled
+    time, so a request that had to wait for a free connection is charged for the wait."""
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=200), timeout=10, headers=headers
-    ) as client:
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(64):
+        idle.put_nowait(await connect(url))
+    pick = random.Random(11).choice
 
-        async def one() -> None:
-            nonlocal errors
-            started = time.perf_counter()
-            try:
-                response = await client.get(url)
-                errors += response.status_code != 200
-            except httpx.HTTPError:
-                errors += 1
-            latencies.append(time.perf_counter() - started)
+    async def one(scheduled: float) -> None:
+        nonlocal errors
+        connection = await idle.get()
+        try:
+            status, _ = await connection.send(pick(requests))
+            errors += status != 200
+        finally:
+            idle.put_nowait(connection)
+        latencies.append(time.perf_counter() - scheduled)
 
-        tasks = []
+    tasks = []
+    with ClientCpu() as cpu:
         t0 = time.perf_counter()
         for i in range(int(rate * duration_s)):
-            delay = t0 + i / rate - time.perf_counter()
+            scheduled = t0 + i / rate
+            delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
+            tasks.append(asyncio.create_task(one(scheduled)))
         await asyncio.gather(*tasks)
+    while not idle.empty():
+        connection = idle.get_nowait()
+        assert connection.transport is not None
+        connection.transport.close()
     return {
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "errors": errors,
+        "client_cpu_share": cpu.share,
     }
+
+
+def ingest_bodies(batch: int, variants: int) -> list[bytes]:
+    """``variants`` different batches of product views (500 customers per worker), serialised once."""
+    bodies = []
+    for v in range(variants):
+        events = [
+            {
+                "type": "product_view",
+                "customer": {"customer_id": f"bench-{v}-{i % 500}"},
+                "item_id": f"{(v * batch + i) % 1682}",
+            }
+            for i in range(batch)
+        ]
+        bodies.append(json.dumps(events).encode())
+    return bodies
 
 
 async def ingest(
     url: str, headers: dict[str, str], batch: int, concurrency: int, duration_s: float
 ) -> dict[str, float]:
-    import httpx
-
+    requests = [post_request("/v1/events", headers, body) for body in ingest_bodies(batch, 16)]
     accepted = 0
     failures = 0
-    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+    connections = [await connect(url) for _ in range(concurrency)]
+
+    async def worker(w: int, connection: Connection) -> None:
+        nonlocal accepted, failures
+        n = w
+        while time.perf_counter() < stop:
+            status, body = await connection.send(requests[n % len(requests)])
+            n += 1
+            if status == 202:
+                accepted += json.loads(body)["accepted"]
+            else:
+                failures += 1
+
+    with ClientCpu() as cpu:
         stop = time.perf_counter() + duration_s
-
-        async def worker(w: int) -> None:
-            nonlocal accepted, failures
-            n = 0
-            while time.perf_counter() < stop:
-                events = [
-                    {
-                        "type": "product_view",
-                        "customer": {"customer_id": f"bench-{w}-{(n + i) % 500}"},
-                        "item_id": f"{i % 1682}",
-                    }
-                    for i in range(batch)
-                ]
-                n += batch
-                response = await client.post(url, json=events)
-                if response.status_code == 202:
-                    accepted += response.json()["accepted"]
-                else:
-                    failures += 1
-
         started = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        await asyncio.gather(*(worker(w, c) for w, c in enumerate(connections)))
         elapsed = time.perf_counter() - started
-    return {"events_per_s": accepted / elapsed, "accepted": accepted, "failed_requests": failures}
+    for connection in connections:
+        assert connection.transport is not None
+        connection.transport.close()
+    return {
+        "events_per_s": accepted / elapsed,
+        "accepted": accepted,
+        "failed_requests": failures,
+        "client_cpu_share": cpu.share,
+    }
 
 
-def raw_producer(bootstrap: str, n: int, in_flight: int) -> float:
-    """kafka-python alone, acks=all, the same record sizes: the ceiling the gateway's publisher works under."""
-    from kafka import KafkaProducer
+async def warm_up(url: str, requests: list[bytes], concurrency: int = 8) -> None:
+    """Send every request once (``concurrency`` at a time)."""
+    connections = [await connect(url) for _ in range(concurrency)]
 
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=5,
-        batch_size=256 * 1024,
-        max_in_flight_requests_per_connection=in_flight,
-    )
-    value = json.dumps(
+    async def worker(connection: Connection, share: list[bytes]) -> None:
+        for request in share:
+            await connection.send(request)
+
+    await asyncio.gather(*(worker(c, requests[i::concurrency]) for i, c in enumerate(connections)))
+    for connection in connections:
+        connection.transport.close()
+
+
+async def c360_cache_counts(gateway: str) -> dict[str, float]:
+    """The gateway's own count of 360 reads by cache outcome (hit, miss, bypass)."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{gateway}/metrics")).text
+    counts = {"hit": 0.0, "miss": 0.0, "bypass": 0.0}
+    for match in re.finditer(r'^crm_gateway_c360_cache_total\{outcome="(\w+)"\} (\S+)$', text, re.M):
+        counts[match.group(1)] = float(match.group(2))
+    return counts
+
+
+def hit_share(before: dict[str, float], after: dict[str, float]) -> float:
+    reads = sum(after.values()) - sum(before.values())
+    return (after["hit"] - before["hit"]) / reads if reads else 0.0
+
+
+def bench_record() -> bytes:
+    return json.dumps(
         {
             "specversion": "1.0",
             "id": str(uuid.uuid4()),
@@ -226,6 +357,20 @@ def raw_producer(bootstrap: str, n: int, in_flight: int) -> float:
             "data": {"customer": {"customer_id": "bench-1"}, "item_id": "50"},
         }
     ).encode()
+
+
+def raw_kafka_python(bootstrap: str, n: int) -> float:
+    """kafka-python alone (the fleet's EventPublisher settings), acks=all, the same record sizes."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_in_flight_requests_per_connection=1,
+    )
+    value = bench_record()
     started = time.perf_counter()
     futures = [
         producer.send("crm.interactions.received.v1", value=value, key=f"c{i % 500}".encode())
@@ -238,30 +383,55 @@ def raw_producer(bootstrap: str, n: int, in_flight: int) -> float:
     return n / elapsed
 
 
-def ingest_path_in_process(bootstrap: str, n: int, batch: int) -> float:
-    """The gateway's own ingest code (parse, validate, publish, wait for acks) without HTTP."""
-    from services.gateway.ingest import parse_batch, publish_batch
-    from shared.kafka import EventPublisher
+def raw_librdkafka(bootstrap: str, n: int) -> float:
+    """confluent-kafka alone with the gateway's ingest producer settings, acks=all, same records."""
+    from services.gateway.producer import IngestProducer
     from shared.settings import KafkaSettings
 
-    publisher = EventPublisher(KafkaSettings(bootstrap=bootstrap))
-    body = json.dumps(
-        [
-            {
-                "type": "product_view",
-                "customer": {"customer_id": f"bench-{i % 500}"},
-                "item_id": f"{i % 1682}",
-            }
-            for i in range(batch)
-        ]
-    ).encode()
-    started = time.perf_counter()
-    for _ in range(n // batch):
-        parsed = parse_batch(json.loads(body), source="/bench", id_seed=None)
-        publish_batch(publisher, parsed.events, 30)
-    elapsed = time.perf_counter() - started
-    publisher.close()
-    return (n // batch) * batch / elapsed
+    async def run() -> float:
+        producer = IngestProducer(KafkaSettings(bootstrap=bootstrap), client_id="bench", message_timeout_s=60)
+        value = bench_record()
+        records = [("crm.interactions.received.v1", value, f"c{i % 500}".encode()) for i in range(n)]
+        started = time.perf_counter()
+        await producer.produce_batch(records, asyncio.get_running_loop(), 60)
+        elapsed = time.perf_counter() - started
+        producer.close()
+        return n / elapsed
+
+    return asyncio.run(run())
+
+
+def ingest_path_in_process(bootstrap: str, n: int, batch: int) -> dict[str, float]:
+    """The gateway's own ingest code (parse, validate, serialise, produce, await acks) without HTTP, one
+    batch at a time; also its CPU microseconds per event (load-insensitive)."""
+    from services.gateway.ingest import parse_batch
+    from services.gateway.producer import IngestProducer
+    from shared.settings import KafkaSettings
+
+    bodies = ingest_bodies(batch, 4)
+
+    async def run() -> dict[str, float]:
+        producer = IngestProducer(KafkaSettings(bootstrap=bootstrap), client_id="bench", message_timeout_s=60)
+        loop = asyncio.get_running_loop()
+        rounds = n // batch
+        started, cpu = time.perf_counter(), time.process_time()
+        for r in range(rounds):
+            parsed = parse_batch(json.loads(bodies[r % len(bodies)]), source="/bench", id_seed=None)
+            await producer.produce_batch(parsed.records(), loop, 60)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        started = time.process_time()
+        for r in range(rounds):
+            parse_batch(json.loads(bodies[r % len(bodies)]), source="/bench", id_seed=None)
+        parse_cpu = time.process_time() - started
+        producer.close()
+        events = rounds * batch
+        return {
+            "events_per_s": events / elapsed,
+            "cpu_us_per_event": cpu / events * 1e6,
+            "parse_cpu_us_per_event": parse_cpu / events * 1e6,
+        }
+
+    return asyncio.run(run())
 
 
 async def end_to_end(
@@ -293,10 +463,8 @@ async def end_to_end(
     return {"events_per_s": applied / elapsed, "applied": applied, "send_s": sent, "elapsed_s": elapsed}
 
 
-async def seed(gateway: str, profile: str | None, headers: dict[str, str], customer: str) -> None:
-    """One customer with some history, so every part of the 360 has something to show."""
-    import httpx
-
+def history(customer: str, i: int) -> list[dict[str, Any]]:
+    """Some history per customer, so every part of the 360 has something to show."""
     events: list[dict[str, Any]] = [
         {
             "type": "identify",
@@ -304,30 +472,41 @@ async def seed(gateway: str, profile: str | None, headers: dict[str, str], custo
             "traits": {"name": "Ada"},
         }
     ]
-    for i in range(20):
-        events.append(
-            {"type": "rating", "customer": {"customer_id": customer}, "item_id": str(1 + i * 7), "rating": 4}
-        )
+    for j in range(3):
+        item = str(1 + (i * 7 + j * 13) % 1682)
+        events.append({"type": "rating", "customer": {"customer_id": customer}, "item_id": item, "rating": 4})
         events.append(
             {
                 "type": "purchase",
                 "customer": {"customer_id": customer},
-                "order_id": f"{customer}-{i}",
-                "amount": 10.0 + i,
-                "items": [{"item_id": str(1 + i * 7), "price": 10.0 + i}],
+                "order_id": f"{customer}-{j}",
+                "amount": 10.0 + j,
+                "items": [{"item_id": item, "price": 10.0 + j}],
             }
         )
-    events.append(
-        {"type": "review", "customer": {"customer_id": customer}, "text": "Great service, fast delivery."}
-    )
-    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
-        (await client.post(f"{gateway}/v1/events", json=events)).raise_for_status()
+    if i % 5 == 0:
+        events.append(
+            {"type": "review", "customer": {"customer_id": customer}, "text": "Great service, fast delivery."}
+        )
+    return events
+
+
+async def seed(gateway: str, profile: str | None, headers: dict[str, str], customers: list[str]) -> None:
+    """Every customer's history through the gateway, then wait until the profile knows them all."""
+    import httpx
+
+    events = [e for i, c in enumerate(customers) for e in history(c, i)]
+    async with httpx.AsyncClient(timeout=60, headers=headers) as client:
+        for start in range(0, len(events), 1000):
+            (await client.post(f"{gateway}/v1/events", json=events[start : start + 1000])).raise_for_status()
         if profile:
-            for _ in range(300):
-                if (await client.get(f"{profile}/customers/{customer}")).status_code == 200:
-                    break
-                await asyncio.sleep(0.2)
-        await asyncio.sleep(2)  # let the other consumers apply the history too
+            deadline = time.monotonic() + 600
+            for customer in customers[::-1]:
+                while time.monotonic() < deadline:
+                    if (await client.get(f"{profile}/customers/{customer}")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.2)
+        await asyncio.sleep(5)  # let the other consumers apply the history too
 
 
 def main() -> None:
@@ -337,6 +516,9 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument(
+        "--customers", type=int, default=500, help="Seeded customers the 360 reads are spread over."
+    )
     parser.add_argument("--ingest-batch", type=int, default=1000)
     parser.add_argument("--ingest-concurrency", type=int, default=4)
     parser.add_argument("--e2e-events", type=int, default=20_000)
@@ -360,10 +542,9 @@ def main() -> None:
         broker = EmbeddedBroker().start()
         bootstrap = broker.bootstrap
     admin = generate_api_key()[1]
-    ports = {name: free_port() for name in (*SERVICES, "gateway", "hello")}
+    ports = {name: free_port() for name in (*SERVICES, "gateway", "uncached", "hello", "standins")}
     env = dict(os.environ, CRM_KAFKA_BOOTSTRAP=bootstrap, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env |= {f"CRM_{s.upper()}_DATA_DIR": str(workdir / s) for s in (*SERVICES, "gateway")}
-    ports["standins"] = free_port()
     env |= {
         f"CRM_GATEWAY_{s.upper()}_URL": f"http://127.0.0.1:{ports['standins' if args.standins else s]}"
         for s in SERVICES
@@ -374,6 +555,11 @@ def main() -> None:
         "CRM_GATEWAY_RATE_LIMIT_BURST": "1000000",
         "CRM_GATEWAY_LOG_LEVEL": "WARNING",
     }
+    uncached_env = env | {
+        "CRM_GATEWAY_C360_CACHE_TTL_S": "0",
+        "CRM_GATEWAY_DATA_DIR": str(workdir / "gateway-uncached"),
+        "CRM_GATEWAY_WEBHOOK_GROUP": "crm-gateway-webhooks-uncached",
+    }
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for name in services:
@@ -382,10 +568,10 @@ def main() -> None:
                     f"services.{name}.app:create_app", ports[name], env, workdir / f"{name}.log", "--factory"
                 )
             )
+        gateway_app = "services.gateway.app:create_app"
+        processes.append(spawn(gateway_app, ports["gateway"], env, workdir / "gateway.log", "--factory"))
         processes.append(
-            spawn(
-                "services.gateway.app:create_app", ports["gateway"], env, workdir / "gateway.log", "--factory"
-            )
+            spawn(gateway_app, ports["uncached"], uncached_env, workdir / "uncached.log", "--factory")
         )
         processes.append(
             spawn("gateway:hello_app", ports["hello"], env, workdir / "hello.log", "--app-dir", "bench")
@@ -405,34 +591,43 @@ def main() -> None:
 
         async def run() -> dict[str, Any]:
             started = time.perf_counter()
+            waited = [*services, "gateway", "uncached"]
             ready = dict(
                 zip(
-                    [*services, "gateway"],
-                    await asyncio.gather(
-                        *(wait_ready(url[n], args.ready_timeout) for n in [*services, "gateway"])
-                    ),
+                    waited,
+                    await asyncio.gather(*(wait_ready(url[n], args.ready_timeout) for n in waited)),
                     strict=True,
                 )
             )
             print(f"ready after {time.perf_counter() - started:.0f}s: {ready}")
             headers = {"X-API-Key": admin}
-            customer = f"bench-{uuid.uuid4().hex[:6]}"
-            await seed(url["gateway"], url["profile"] if ready.get("profile") else None, headers, customer)
+            run_id = uuid.uuid4().hex[:6]
+            customers = [f"bench-{run_id}-{i}" for i in range(args.customers)]
+            started = time.perf_counter()
+            await seed(url["gateway"], url["profile"] if ready.get("profile") else None, headers, customers)
+            print(f"seeded {len(customers)} customers in {time.perf_counter() - started:.0f}s")
             import httpx
 
             async with httpx.AsyncClient(headers=headers) as client:
-                sample = (await client.get(f"{url['gateway']}/v1/customers/{customer}")).json()
+                sample = (await client.get(f"{url['gateway']}/v1/customers/{customers[0]}")).json()
             print(f"360 sample: degraded={sample.get('degraded')}")
-            c360_url = f"{url['gateway']}/v1/customers/{customer}"
-            hello = await closed_loop(f"{url['hello']}/hello", {}, args.concurrency, args.duration)
-            c360 = await closed_loop(c360_url, headers, args.concurrency, args.duration)
-            fixed = await open_loop(c360_url, headers, 200, args.duration)
+            reads = [get_request(f"/v1/customers/{c}", headers) for c in customers]
+            hello = await closed_loop(
+                url["hello"], [get_request("/hello", {})], args.concurrency, args.duration
+            )
+            # Steady state: every customer read once before the clock starts (the first read of each is
+            # a miss); during the runs, the fleet's events and the TTL still evict and refresh entries.
+            await warm_up(url["gateway"], reads)
+            before = await c360_cache_counts(url["gateway"])
+            c360 = await closed_loop(url["gateway"], reads, args.concurrency, args.duration)
+            after = await c360_cache_counts(url["gateway"])
+            c360["hit_share"] = hit_share(before, after)
+            fixed = await open_loop(url["gateway"], reads, 200, args.duration)
+            fixed["hit_share"] = hit_share(after, await c360_cache_counts(url["gateway"]))
+            uncached = await closed_loop(url["uncached"], reads, args.concurrency, args.duration)
+            fixed_uncached = await open_loop(url["uncached"], reads, 200, args.duration)
             ingested = await ingest(
-                f"{url['gateway']}/v1/events",
-                headers,
-                args.ingest_batch,
-                args.ingest_concurrency,
-                args.duration,
+                url["gateway"], headers, args.ingest_batch, args.ingest_concurrency, args.duration
             )
             e2e = (
                 await end_to_end(url["gateway"], url["profile"], headers, args.e2e_events, args.ingest_batch)
@@ -444,15 +639,17 @@ def main() -> None:
                 "degraded": sample.get("degraded"),
                 "hello": hello,
                 "c360": c360,
+                "uncached": uncached,
                 "fixed": fixed,
+                "fixed_uncached": fixed_uncached,
                 "ingest": ingested,
                 "e2e": e2e,
             }
 
-        r = asyncio.run(run())
+        r = run_fast(run)
         r["path"] = ingest_path_in_process(bootstrap, 20_000, args.ingest_batch)
-        r["raw1"] = raw_producer(bootstrap, 20_000, 1)
-        r["raw5"] = raw_producer(bootstrap, 20_000, 5)
+        r["kafka_python"] = raw_kafka_python(bootstrap, 20_000)
+        r["librdkafka"] = raw_librdkafka(bootstrap, 20_000)
     finally:
         for process in processes:
             process.terminate()
@@ -472,27 +669,51 @@ def main() -> None:
         "c360_p99_ms": round(r["c360"]["p99_ms"], 2),
         "hello_p50_ms": round(r["hello"]["p50_ms"], 2),
         "hello_p99_ms": round(r["hello"]["p99_ms"], 2),
+        "c360_cache_hit_share": round(r["c360"]["hit_share"], 3),
         "c360_p50_ms_at_200rps": round(r["fixed"]["p50_ms"], 2),
         "c360_p99_ms_at_200rps": round(r["fixed"]["p99_ms"], 2),
+        "c360_cache_hit_share_at_200rps": round(r["fixed"]["hit_share"], 3),
+        "uncached_c360_rps": round(r["uncached"]["rps"], 1),
+        "uncached_ratio": round(r["uncached"]["rps"] / r["hello"]["rps"], 3),
+        "uncached_c360_p99_ms": round(r["uncached"]["p99_ms"], 2),
+        "uncached_c360_p99_ms_at_200rps": round(r["fixed_uncached"]["p99_ms"], 2),
         "c360_errors": r["c360"]["errors"] + r["fixed"]["errors"],
+        "uncached_c360_errors": r["uncached"]["errors"] + r["fixed_uncached"]["errors"],
         "c360_degraded_parts": len(r["degraded"] or []),
         "ingest_events_per_s": round(r["ingest"]["events_per_s"], 1),
         "ingest_failed_requests": r["ingest"].get("failed_requests", 0),
         "end_to_end_events_per_s": round(r["e2e"]["events_per_s"], 1),
-        "ingest_path_in_process_events_per_s": round(r["path"], 1),
-        "raw_producer_events_per_s_inflight1": round(r["raw1"], 1),
-        "raw_producer_events_per_s_inflight5": round(r["raw5"], 1),
+        "ingest_path_in_process_events_per_s": round(r["path"]["events_per_s"], 1),
+        "ingest_path_cpu_us_per_event": round(r["path"]["cpu_us_per_event"], 2),
+        "ingest_parse_cpu_us_per_event": round(r["path"]["parse_cpu_us_per_event"], 2),
+        "raw_kafka_python_events_per_s": round(r["kafka_python"], 1),
+        "raw_librdkafka_events_per_s": round(r["librdkafka"], 1),
+        "client_cpu_share_hello": round(r["hello"]["client_cpu_share"], 2),
+        "client_cpu_share_c360": round(r["c360"]["client_cpu_share"], 2),
+        "client_cpu_share_ingest": round(r["ingest"]["client_cpu_share"], 2),
+        "customers": args.customers,
         "concurrency": args.concurrency,
         "cpu_count": os.cpu_count() or 0,
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(f"\nservices behind the gateway: {r['ready']}; 360 degraded parts: {r['degraded']}")
-    print(f"{'metric':<28}{'value':>14}")
+    print(f"{'metric':<36}{'value':>14}")
     for key, value in results.items():
-        print(f"{key:<28}{value:>14}")
+        print(f"{key:<36}{value:>14}")
     out = ROOT / "bench" / "results" / ("gateway_standins.json" if args.standins else "gateway.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {out.relative_to(ROOT)} (logs in {workdir})")
+
+
+def run_fast(main: Callable[[], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
+    """The load generator on uvloop when it is installed (uvicorn[standard] brings it), like the servers."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
 
 
 if __name__ == "__main__":

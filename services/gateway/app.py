@@ -23,6 +23,7 @@ from services.gateway.producer import IngestProducer
 from services.gateway.router import router
 from services.gateway.schemas import SimpleEvent
 from services.gateway.security import GatewayKeyStore, RateLimiter
+from services.gateway.service import Customer360Reader
 from services.gateway.settings import GatewaySettings, get_settings
 from services.gateway.webhooks import (
     WEBHOOK_EVENT_TYPES,
@@ -131,6 +132,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.state.downstreams = _open_downstreams(settings)
+    app.state.c360_reader = Customer360Reader(
+        app.state.downstreams,
+        app.state.c360_cache,
+        timeout_s=settings.c360_timeout_s,
+        recommendations=settings.c360_recommendations,
+    )
     sender = WebhookSender(
         runtime.session_factory,
         max_attempts=settings.webhook_max_attempts,

@@ -5,8 +5,9 @@ entry is dropped as soon as this process sees any event about the customer: a re
 sentiment scored, churn risk changed, segment membership changed, a merge (both ids), an erasure, a
 reaction, and the gateway's own writes (trait updates, merges, erasure). Because recsys and churn apply
 an interaction without announcing it, an answer fetched within ``settle_s`` of an event about the
-customer is not stored (the next read fans out again), and no entry lives longer than ``ttl_s`` (changes
-no event announces: model retraining, a churn score that moves within its band).
+customer is not stored (the next read fans out again). For changes no event announces (model
+retraining, a churn score that moves within its band) an entry older than ``ttl_s`` is refreshed by one
+background fan-out on its next read, and none is served past ``2 * ttl_s``.
 
 The events come from a librdkafka consumer in a daemon thread that reads every partition of those
 topics from the end, outside any consumer group (each gateway replica sees every event). The cache
@@ -68,6 +69,8 @@ class Customer360Cache:
         self._alive_until = 0.0
         self._pruned_at = 0.0
         self._cleared_at = float("-inf")
+        # Fan-outs under way by customer id (asyncio tasks, used on the event loop by the reader).
+        self.in_flight: dict[str, Any] = {}
 
     @property
     def live(self) -> bool:
@@ -82,27 +85,19 @@ class Customer360Cache:
             self._alive_until = 0.0
             self._entries.clear()
 
-    def get(self, customer_id: str) -> bytes | None:
-        """The cached answer, counted in the hit/miss/bypass metric."""
-        if not self.live:
-            C360_CACHE.labels("bypass").inc()
-            return None
-        body = self.peek(customer_id)
-        C360_CACHE.labels("miss" if body is None else "hit").inc()
-        return body
-
-    def peek(self, customer_id: str) -> bytes | None:
-        """The cached answer, not counted (the caller counts a hit it serves with :meth:`count_hit`)."""
+    def lookup(self, customer_id: str) -> tuple[bytes, bool] | None:
+        """``(answer, stale)``: stale once older than ``ttl_s`` (serve it and refresh it); nothing once
+        older than twice that, or while the event thread is not live."""
         now = time.monotonic()
         if now >= self._alive_until:
             return None
         entry = self._entries.get(customer_id)
-        if entry is None or entry[0] <= now:
+        if entry is None or entry[0] + self.ttl_s <= now:
             return None
-        return entry[1]
+        return entry[1], entry[0] <= now
 
-    def count_hit(self) -> None:
-        C360_CACHE.labels("hit").inc()
+    def count(self, outcome: str) -> None:
+        C360_CACHE.labels(outcome).inc()
 
     def put(self, customer_id: str, body: bytes, started: float) -> bool:
         """Store an answer whose fan-out began at ``started`` (``time.monotonic()``), unless an event
@@ -126,16 +121,24 @@ class Customer360Cache:
             for customer_id in customer_ids:
                 self._entries.pop(customer_id, None)
                 self._touched[customer_id] = now
+                # Readers arriving from now on must not join a fan-out that began before the event.
+                self.in_flight.pop(customer_id, None)
             if now - self._pruned_at > self.settle_s:
                 # Events older than 2 * settle_s can no longer veto a fill (put refuses slower fills).
                 horizon = now - 2 * self.settle_s
                 self._touched = {k: t for k, t in self._touched.items() if t >= horizon}
                 self._pruned_at = now
 
+    def drop(self, customer_id: str) -> None:
+        """Forget one entry (its refresh came back degraded or not found)."""
+        with self._lock:
+            self._entries.pop(customer_id, None)
+
     def clear(self) -> None:
         """Forget every entry (a change whose customers are not known here, e.g. a merge undone)."""
         with self._lock:
             self._entries.clear()
+            self.in_flight.clear()
             self._cleared_at = time.monotonic()
 
     def __len__(self) -> int:
@@ -223,8 +226,3 @@ class InvalidationListener:
         self._thread.join(timeout=5)
         with contextlib.suppress(RuntimeError, KafkaException):
             self._consumer.close()
-
-
-def cacheable(body: dict[str, Any], requested_id: str) -> bool:
-    """Only complete answers about the id asked for are stored."""
-    return not body.get("degraded") and body.get("customer_id") == requested_id

@@ -3,9 +3,9 @@
 A profile of the gateway serving cached 360s spent more than half its CPU in Starlette/FastAPI's
 machinery (routing over every route, dependency solving, the exception middlewares) around a dictionary
 lookup. This middleware answers ``GET /v1/customers/{id}`` itself only when everything is in memory and
-in order: the key is cached and valid and holds ``customers:read``, no downstream breaker is open, the
-360 is cached, and the key is within its rate limit. Anything else (no or bad key, missing scope, a
-miss, 429) goes on to the route, which answers exactly as it always does. It sits inside the fleet's
+in order: the key is cached and valid and holds ``customers:read``, the 360 is in the cache and the
+cache is usable (``Customer360Reader.cached``), and the key is within its rate limit. Anything else
+(no or bad key, missing scope, a miss, 429) goes on to the route, which answers as it always does. It sits inside the fleet's
 request-id and metrics middleware, so a hit has both, labelled with the route's template.
 """
 
@@ -15,9 +15,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.gateway.customer_cache import Customer360Cache
-from services.gateway.downstream import Downstream
 from services.gateway.security import GatewayKeyStore, RateLimiter
+from services.gateway.service import Customer360Reader
 from shared.auth import Scope as KeyScope
 from shared.auth import key_id_of, verify_api_key
 from shared.errors import CRMError
@@ -55,11 +54,8 @@ class CachedCustomer360:
         if not customer_id or "/" in customer_id or len(customer_id) > 200:
             return None
         state = scope["app"].state
-        cache: Customer360Cache | None = state.c360_cache
-        if cache is None:
-            return None
-        downstreams: dict[str, Downstream] = state.downstreams
-        if any(d.breaker.opened_at is not None for d in downstreams.values()):
+        reader: Customer360Reader = state.c360_reader
+        if reader.cache is None:
             return None
         presented = next((v.decode("latin-1") for k, v in scope["headers"] if k == API_KEY), None)
         key_id = key_id_of(presented) if presented else None
@@ -72,7 +68,7 @@ class CachedCustomer360:
             return None
         if not record.allows(KeyScope.CUSTOMERS_READ):
             return None
-        body = cache.peek(customer_id)
+        body = reader.cached(customer_id)
         if body is None:
             return None
         limiter: RateLimiter = state.rate_limiter
@@ -80,6 +76,6 @@ class CachedCustomer360:
             limiter.take(record.key_id, store.rate_limit_of(record.key_id))
         except CRMError:
             return None  # the route answers 429 with Retry-After
-        cache.count_hit()
+        reader.cache.count("hit")
         scope.setdefault("state", {})["api_key"] = record
         return body

@@ -27,3 +27,7 @@ C360_CACHE = Counter(
     "Customer 360 reads by cache outcome: hit, miss, or bypass (the invalidation stream is not live).",
     ["outcome"],
 )
+C360_REFRESHES = Counter(
+    "crm_gateway_c360_cache_refreshes_total",
+    "Background fan-outs that refresh a cached 360 older than the cache's TTL.",
+)

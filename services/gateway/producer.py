@@ -93,6 +93,10 @@ class IngestProducer:
                 # (as the fleet's kafka-python publisher does); librdkafka still batches per partition.
                 "max.in.flight.requests.per.connection": 1,
                 "enable.idempotence": False,
+                # kafka-python's (and Java's) partitioner: murmur2 of the key. librdkafka's default
+                # (CRC32) would put a customer's gateway events on another partition than the same
+                # customer's events from the fleet's other producers, and lose their order.
+                "partitioner": "murmur2_random",
                 "linger.ms": linger_ms,
                 "batch.size": 1024 * 1024,
                 "compression.type": "none",

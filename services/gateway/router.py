@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -35,7 +34,7 @@ from services.gateway.schemas import (
     WebhookOut,
 )
 from services.gateway.security import GatewayKeyStore
-from services.gateway.service import customer_360, segment_path
+from services.gateway.service import Customer360Reader, segment_path
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks import delivery_out, new_subscription
 from shared.app import request_id_of
@@ -321,27 +320,8 @@ async def lookup_customer(
 )
 async def get_customer_360(request: Request, customer_id: CustomerId, _key: ReadKey) -> Response:
     """The customer 360: profile, identities, segments, CLV, recommendations, sentiment, churn, action."""
-    cache: Customer360Cache | None = request.app.state.c360_cache
-    downstreams: dict[str, Downstream] = request.app.state.downstreams
-    # While a service is known to be down (its breaker is open) every read fans out, so that answers
-    # name what is missing instead of repeating what was cached before the outage.
-    if any(d.breaker.opened_at is not None for d in downstreams.values()):
-        cache = None
-    if cache is not None and (cached := cache.get(customer_id)) is not None:
-        return _json(cached, 200)
-    settings = _settings(request)
-    started = time.monotonic()
-    answer = await customer_360(
-        downstreams,
-        customer_id,
-        timeout_s=settings.c360_timeout_s,
-        recommendations=settings.c360_recommendations,
-        request_id=request_id_of(request),
-    )
-    content = answer.model_dump_json().encode()
-    if cache is not None and not answer.degraded and answer.customer_id == customer_id:
-        cache.put(customer_id, content, started)
-    return _json(content, 200)
+    reader: Customer360Reader = request.app.state.c360_reader
+    return _json(await reader.read(customer_id, request_id_of(request)), 200)
 
 
 def _forget(request: Request, *customer_ids: str) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from urllib.parse import quote
 
+from services.gateway.customer_cache import Customer360Cache
 from services.gateway.downstream import Downstream, DownstreamResponse, DownstreamUnavailable
+from services.gateway.metrics import C360_REFRESHES
 from services.gateway.schemas import Customer360
 from shared.errors import NotFound
 from shared.logging import get_logger
@@ -148,3 +151,99 @@ async def customer_360(
         next_best_action=_first(churn, "next_best_action", "next_best_actions"),
         degraded=degraded,
     )
+
+
+class Customer360Reader:
+    """Reads 360s through the cache (``services.gateway.customer_cache``) when it is usable: a hit from
+    memory; concurrent misses of one customer share one fan-out; an entry older than the cache's TTL is
+    served while one background fan-out refreshes it. Without the cache every read fans out."""
+
+    def __init__(
+        self,
+        downstreams: dict[str, Downstream],
+        cache: Customer360Cache | None,
+        *,
+        timeout_s: float,
+        recommendations: int,
+    ) -> None:
+        self.downstreams = downstreams
+        self.cache = cache
+        self.timeout_s = timeout_s
+        self.recommendations = recommendations
+
+    def _usable_cache(self) -> Customer360Cache | None:
+        # While a service is known to be down (its breaker is open) every read fans out, so that answers
+        # name what is missing instead of repeating what was cached before the outage.
+        if self.cache is None or any(d.breaker.opened_at is not None for d in self.downstreams.values()):
+            return None
+        return self.cache
+
+    def cached(self, customer_id: str) -> bytes | None:
+        """The cached answer (not counted), scheduling its refresh when it is stale. On the event loop."""
+        cache = self._usable_cache()
+        if cache is None:
+            return None
+        found = cache.lookup(customer_id)
+        if found is None:
+            return None
+        body, stale = found
+        if stale and customer_id not in cache.in_flight:
+            C360_REFRESHES.inc()
+            self._start_fill(customer_id, None)
+        return body
+
+    async def read(self, customer_id: str, request_id: str | None) -> bytes:
+        """The 360 as JSON bytes; raises NotFound when the profile service does not know the customer."""
+        cache = self._usable_cache()
+        if cache is None or not cache.live:
+            if self.cache is not None:
+                self.cache.count("bypass")
+            return (await self._fetch(customer_id, request_id))[0]
+        body = self.cached(customer_id)
+        if body is not None:
+            cache.count("hit")
+            return body
+        cache.count("miss")
+        task = cache.in_flight.get(customer_id) or self._start_fill(customer_id, request_id)
+        # Shielded: a reader that goes away must not cancel the fan-out the others wait for.
+        return await asyncio.shield(task)
+
+    def _start_fill(self, customer_id: str, request_id: str | None) -> asyncio.Task[bytes]:
+        assert self.cache is not None
+        task = asyncio.get_running_loop().create_task(self._fill(customer_id, request_id))
+        self.cache.in_flight[customer_id] = task
+        task.add_done_callback(lambda t: self._fill_done(customer_id, t))
+        return task
+
+    def _fill_done(self, customer_id: str, task: asyncio.Task[bytes]) -> None:
+        assert self.cache is not None
+        if self.cache.in_flight.get(customer_id) is task:
+            del self.cache.in_flight[customer_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here: a background refresh has no reader to raise it to
+
+    async def _fill(self, customer_id: str, request_id: str | None) -> bytes:
+        assert self.cache is not None
+        started = time.monotonic()
+        try:
+            body, complete = await self._fetch(customer_id, request_id)
+        except NotFound:
+            self.cache.drop(customer_id)
+            raise
+        if complete:
+            self.cache.put(customer_id, body, started)
+        else:
+            self.cache.drop(customer_id)
+        return body
+
+    async def _fetch(self, customer_id: str, request_id: str | None) -> tuple[bytes, bool]:
+        """The fan-out's answer and whether it may be cached (nothing degraded, not a merged-away id)."""
+        answer = await customer_360(
+            self.downstreams,
+            customer_id,
+            timeout_s=self.timeout_s,
+            recommendations=self.recommendations,
+            request_id=request_id,
+        )
+        complete = not answer.degraded and answer.customer_id == customer_id
+        return answer.model_dump_json().encode(), complete

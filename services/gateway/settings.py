@@ -33,10 +33,11 @@ class GatewaySettings(ServiceSettings):
         default=0.8, gt=0, description="Per-call timeout of the 360's fan-out (a slow part is left out)."
     )
     c360_cache_ttl_s: float = Field(
-        default=10.0,
+        default=30.0,
         ge=0,
-        description="Longest a cached 360 is served; the fleet's events about the customer evict it sooner. "
-        "0 turns the cache off (every read fans out).",
+        description="Age after which a cached 360 is refreshed in the background on its next read (that "
+        "read is still answered from the cache; none is served past twice this age). The fleet's events "
+        "about the customer evict it at once. 0 turns the cache off (every read fans out).",
     )
     c360_cache_settle_s: float = Field(
         default=1.0,

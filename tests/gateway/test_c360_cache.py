@@ -3,8 +3,10 @@ evict, racing fills are not stored. Real embedded broker, real HTTP stand-ins th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ class VersionedProfile:
 
     def __init__(self) -> None:
         self.reads = 0
+        self.delay_s = 0.0
         self.names: dict[str, str] = {}
         self.erased: set[str] = set()
         self.app = FastAPI()
@@ -45,6 +48,7 @@ class VersionedProfile:
         @self.app.get("/customers/{customer_id}")
         async def customer(customer_id: str) -> Any:
             self.reads += 1
+            await asyncio.sleep(self.delay_s)
             if customer_id in self.erased:
                 return JSONResponse({"error": "CustomerNotFound", "detail": "erased"}, status_code=404)
             return {"customer_id": customer_id, "traits": {"name": self.names.get(customer_id, "Ada")}}
@@ -215,11 +219,11 @@ def test_a_fill_that_raced_an_event_is_not_stored() -> None:
     started = time.monotonic()
     cache.evict(["c1"])  # an event about c1 while its fan-out was in flight
     assert not cache.put("c1", b"stale", started)
-    assert cache.get("c1") is None
+    assert cache.lookup("c1") is None
     assert cache.put("c2", b"fresh", time.monotonic())  # a customer with no event is stored
-    assert cache.get("c2") == b"fresh"
+    assert cache.lookup("c2") == (b"fresh", False)
     cache.stop_serving()  # the event thread stopped: nothing is served, nothing stored
-    assert cache.get("c2") is None
+    assert cache.lookup("c2") is None
     assert not cache.put("c3", b"x", time.monotonic())
 
 
@@ -229,8 +233,24 @@ def test_the_cache_is_bounded() -> None:
     for customer in ("a", "b", "c"):
         assert cache.put(customer, customer.encode(), time.monotonic())
     assert len(cache) == 2
-    assert cache.get("a") is None
-    assert cache.get("c") == b"c"
+    assert cache.lookup("a") is None
+    assert cache.lookup("c") == (b"c", False)
+
+
+def test_concurrent_misses_share_one_fan_out_and_old_entries_are_refreshed(
+    kafka_settings: KafkaSettings, tmp_path: Path, unique: str
+) -> None:
+    customer = f"c-{unique}"
+    with gateway(kafka_settings, tmp_path, c360_cache_ttl_s=0.5) as (client, profile):
+        profile.delay_s = 0.3
+        with ThreadPoolExecutor(8) as pool:
+            names = list(pool.map(lambda _: name_of(client, customer), range(8)))
+        assert names == ["Ada"] * 8
+        assert profile.reads == 1  # eight concurrent reads, one fan-out
+        # A change no event announces shows once the entry is older than the TTL and got refreshed.
+        profile.delay_s = 0.0
+        profile.names[customer] = "Grace"
+        wait_for_name(client, customer, "Grace")
 
 
 def test_which_customers_an_event_names() -> None:
