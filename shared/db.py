@@ -90,6 +90,8 @@ processed_events = Table(
     Column("consumer_group", String(200), primary_key=True),
     Column("event_id", String(200), primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False),
+    # One B-tree keyed by (group, id) instead of a rowid table plus an index: ~20% less per claim.
+    sqlite_with_rowid=False,
 )
 
 
