@@ -8,8 +8,6 @@ made per accepted type, and its envelope is serialised once into the record's by
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,6 +21,7 @@ from shared.contracts import (
     INTERACTION_TYPES,
     CloudEvent,
     EventTypeName,
+    new_event_id,
     stable_event_id,
     topic_for,
     utcnow,
@@ -61,16 +60,17 @@ def typed_envelopes() -> dict[str, type[CloudEvent]]:
 
 
 class EventIds:
-    """Ids for events that come without one, in UUID form: 80 random bits per request and, in the last
-    group, 48 more random bits xor the item's index. As unique as uuid4 for any batch below 2**48 events,
-    at a fraction of the cost of drawing a uuid4 per event."""
+    """Ids for events that come without one. One UUIDv7 per request (``new_event_id``: time-ordered, like
+    every id the fleet makes, which keeps the consumers' ledgers fast) gives the first 80 bits; the last
+    48 are its random bits xor the event's position. Unique for any batch below 2**48 events, at a
+    fraction of the cost of one UUIDv7 per event."""
 
     __slots__ = ("_low", "_prefix")
 
     def __init__(self) -> None:
-        random = str(uuid.UUID(bytes=os.urandom(16), version=4))
-        self._prefix = random[:24]
-        self._low = int(random[24:], 16)
+        first = new_event_id()
+        self._prefix = first[:24]
+        self._low = int(first[24:], 16)
 
     def __call__(self, index: int) -> str:
         return f"{self._prefix}{self._low ^ index:012x}"
@@ -179,7 +179,7 @@ def parse_item(
             if id_seed:
                 envelope["id"] = stable_event_id(id_seed, index)
             else:
-                envelope["id"] = new_id(index) if new_id is not None else str(uuid.uuid4())
+                envelope["id"] = new_id(index) if new_id is not None else new_event_id()
     accepted = _accepted().get(event_type)
     if accepted is None:
         if event_type in EVENT_TYPES:
