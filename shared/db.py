@@ -7,6 +7,7 @@ that "apply the events" and "remember their ids" commit in one transaction: exac
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -98,42 +99,56 @@ processed_events = Table(
 class EventLedger:
     """Remembers which event ids a consumer group has applied, inside the caller's transaction."""
 
+    # Ids per INSERT: SQLite allows 32,766 bound parameters (since 3.32); each id is one.
+    _CHUNK = 5000
+
     def __init__(self, engine: Engine, consumer_group: str) -> None:
+        dialect = engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"the event ledger supports SQLite and PostgreSQL, not {dialect}")
+        if dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+            raise RuntimeError(
+                f"SQLite {sqlite3.sqlite_version} is too old for the event ledger (needs 3.35+ for RETURNING)"
+            )
         self.engine = engine
         self.consumer_group = consumer_group
         self.session_factory = make_session_factory(engine)
         ledger_metadata.create_all(engine, checkfirst=True)
-        self._sqlite = engine.dialect.name == "sqlite"
-        self._placeholder = p = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-        self._claim_sql = (
-            f"INSERT INTO processed_events (consumer_group, event_id, processed_at) VALUES ({p}, {p}, {p}) "
-            "ON CONFLICT DO NOTHING"
-        )
+        self._sqlite = dialect == "sqlite"
 
     def claim(self, session: Session, event_ids: Sequence[str]) -> set[str]:
         """Record the ids as applied in the caller's transaction and return those that were new.
 
-        Both statements run on the driver (no ORM overhead): this is on every consumer's hot path.
+        One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk, on the driver (this is on every
+        consumer's hot path): the database itself says which ids it recorded, so the answer holds even
+        when another member of the group claims the same id at the same moment during a rebalance (the
+        second insert waits for the first and returns nothing).
         """
         if not event_ids:
             return set()
         connection = session.connection()
-        seen: set[str] = set()
-        for start in range(0, len(event_ids), 500):
-            chunk = event_ids[start : start + 500]
-            marks = ", ".join([self._placeholder] * len(chunk))
-            rows = connection.exec_driver_sql(
-                "SELECT event_id FROM processed_events "
-                f"WHERE consumer_group = {self._placeholder} AND event_id IN ({marks})",
-                (self.consumer_group, *chunk),
-            )
-            seen.update(row[0] for row in rows)
-        fresh = set(event_ids) - seen
-        if fresh:
-            now = datetime.now(UTC)
-            stamp: object = now.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else now
-            group = self.consumer_group
-            connection.exec_driver_sql(self._claim_sql, [(group, event_id, stamp) for event_id in fresh])
+        ids = list(dict.fromkeys(event_ids))
+        now = datetime.now(UTC)
+        stamp: object = now.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else now
+        group = self.consumer_group
+        fresh: set[str] = set()
+        for start in range(0, len(ids), self._CHUNK):
+            chunk = ids[start : start + self._CHUNK]
+            if self._sqlite:
+                # ("WHERE true" tells SQLite's parser that ON CONFLICT is not a join constraint.)
+                sql = (
+                    "INSERT INTO processed_events (consumer_group, event_id, processed_at) "
+                    f"SELECT ?, column1, ? FROM (VALUES {', '.join(['(?)'] * len(chunk))}) WHERE true "
+                    "ON CONFLICT DO NOTHING RETURNING event_id"
+                )
+                rows = connection.exec_driver_sql(sql, (group, stamp, *chunk))
+            else:
+                rows = connection.exec_driver_sql(
+                    "INSERT INTO processed_events (consumer_group, event_id, processed_at) "
+                    "SELECT %s, unnest(%s::varchar[]), %s ON CONFLICT DO NOTHING RETURNING event_id",
+                    (group, chunk, stamp),
+                )
+            fresh.update(row[0] for row in rows)
         return fresh
 
     def count(self) -> int:
