@@ -16,7 +16,9 @@ httpx spent more than the gateway under test) used the same way for every target
   reads the gateway served from its cache (its own /metrics counter); the ``uncached_*`` figures are the
   same measurement against the gateway with the cache off (every read fans out to the four services);
 * ``c360_p99_ms_at_200rps``: p99 latency of the 360 under an open-loop 200 req/s, measured from each
-  request's scheduled send time (target < 50 ms);
+  request's scheduled send time (target < 50 ms); ``c360_p99_ms_at_200rps_with_events``: the same
+  while ``--mixed-events-per-s`` identify events about the seeded customers arrive through the gateway
+  (each evicts that customer's cached 360 once the profile service has applied it);
 * ``ingest_events_per_s``: events accepted (202, acknowledged by the broker) through batched
   ``POST /v1/events`` (target >= 20,000/s); the bodies are serialised before the clock starts;
 * ``end_to_end_events_per_s``: identify events for new customers from the first POST until the profile
@@ -316,6 +318,38 @@ async def ingest(
     }
 
 
+async def send_events(url: str, requests: list[bytes], rate: float, stop: asyncio.Event) -> int:
+    """POST one event at a time at ``rate`` per second until ``stop``; returns how many got 202."""
+    connection = await connect(url)
+    pick = random.Random(13).choice
+    accepted = 0
+    t0 = time.perf_counter()
+    i = 0
+    while not stop.is_set():
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        status, _ = await connection.send(pick(requests))
+        accepted += status == 202
+        i += 1
+    connection.transport.close()
+    return accepted
+
+
+async def open_loop_with_events(
+    gateway: str, reads: list[bytes], writes: list[bytes], rate: float, events_per_s: float, duration_s: float
+) -> dict[str, float]:
+    """The open-loop 360 run while events about the same customers arrive through the gateway: each
+    evicts that customer's cached 360 once the profile service has applied it."""
+    stop = asyncio.Event()
+    sender = asyncio.create_task(send_events(gateway, writes, events_per_s, stop))
+    await asyncio.sleep(2)  # the first events are through the fleet
+    result = await open_loop(gateway, reads, rate, duration_s)
+    stop.set()
+    result["events_sent"] = await sender
+    return result
+
+
 async def warm_up(url: str, requests: list[bytes], concurrency: int = 8) -> None:
     """Send every request once (``concurrency`` at a time)."""
     connections = [await connect(url) for _ in range(concurrency)]
@@ -519,6 +553,12 @@ def main() -> None:
     parser.add_argument(
         "--customers", type=int, default=500, help="Seeded customers the 360 reads are spread over."
     )
+    parser.add_argument(
+        "--mixed-events-per-s",
+        type=float,
+        default=20.0,
+        help="Events about the seeded customers sent during the second open-loop 360 run.",
+    )
     parser.add_argument("--ingest-batch", type=int, default=1000)
     parser.add_argument("--ingest-concurrency", type=int, default=4)
     parser.add_argument("--e2e-events", type=int, default=20_000)
@@ -623,7 +663,22 @@ def main() -> None:
             after = await c360_cache_counts(url["gateway"])
             c360["hit_share"] = hit_share(before, after)
             fixed = await open_loop(url["gateway"], reads, 200, args.duration)
-            fixed["hit_share"] = hit_share(after, await c360_cache_counts(url["gateway"]))
+            before = await c360_cache_counts(url["gateway"])
+            fixed["hit_share"] = hit_share(after, before)
+            writes = [
+                post_request(
+                    "/v1/events",
+                    headers,
+                    json.dumps(
+                        {"type": "identify", "customer": {"customer_id": c}, "traits": {"visits": i}}
+                    ).encode(),
+                )
+                for i, c in enumerate(customers)
+            ]
+            mixed = await open_loop_with_events(
+                url["gateway"], reads, writes, 200, args.mixed_events_per_s, args.duration
+            )
+            mixed["hit_share"] = hit_share(before, await c360_cache_counts(url["gateway"]))
             uncached = await closed_loop(url["uncached"], reads, args.concurrency, args.duration)
             fixed_uncached = await open_loop(url["uncached"], reads, 200, args.duration)
             ingested = await ingest(
@@ -641,6 +696,7 @@ def main() -> None:
                 "c360": c360,
                 "uncached": uncached,
                 "fixed": fixed,
+                "mixed": mixed,
                 "fixed_uncached": fixed_uncached,
                 "ingest": ingested,
                 "e2e": e2e,
@@ -673,11 +729,14 @@ def main() -> None:
         "c360_p50_ms_at_200rps": round(r["fixed"]["p50_ms"], 2),
         "c360_p99_ms_at_200rps": round(r["fixed"]["p99_ms"], 2),
         "c360_cache_hit_share_at_200rps": round(r["fixed"]["hit_share"], 3),
+        "c360_p99_ms_at_200rps_with_events": round(r["mixed"]["p99_ms"], 2),
+        "c360_cache_hit_share_at_200rps_with_events": round(r["mixed"]["hit_share"], 3),
+        "events_per_s_during_reads": args.mixed_events_per_s,
         "uncached_c360_rps": round(r["uncached"]["rps"], 1),
         "uncached_ratio": round(r["uncached"]["rps"] / r["hello"]["rps"], 3),
         "uncached_c360_p99_ms": round(r["uncached"]["p99_ms"], 2),
         "uncached_c360_p99_ms_at_200rps": round(r["fixed_uncached"]["p99_ms"], 2),
-        "c360_errors": r["c360"]["errors"] + r["fixed"]["errors"],
+        "c360_errors": r["c360"]["errors"] + r["fixed"]["errors"] + r["mixed"]["errors"],
         "uncached_c360_errors": r["uncached"]["errors"] + r["fixed_uncached"]["errors"],
         "c360_degraded_parts": len(r["degraded"] or []),
         "ingest_events_per_s": round(r["ingest"]["events_per_s"], 1),
