@@ -49,6 +49,7 @@ from shared.db import EventLedger, make_engine
 from shared.kafka import EventConsumer, EventPublisher, InboundEvent, ensure_topics
 from shared.logging import configure_logging
 from shared.replay import cdnow_customer_id, cdnow_events, movielens_customer_id, movielens_events, replay
+from shared.runtime import tune_garbage_collection
 from shared.settings import KafkaSettings
 
 RESULTS = Path(__file__).parent / "results" / "profile_ingest.json"
@@ -320,6 +321,7 @@ def main() -> None:
             assert n_source == len(events), (n_source, len(events))
             results["source_revenue"] = round(revenue_source, 2)
 
+        tune_garbage_collection()  # as the service does once started (ServiceRuntime.start)
         targets = [("sqlite", None)]
         if not args.skip_postgres:
             targets.append(("postgres", POSTGRES_URL))

@@ -162,10 +162,16 @@ class EventPublisher:
 class InboundEvent:
     """A consumed event: its validated payload, its envelope, and where it came from."""
 
-    __slots__ = ("_envelope", "_typed", "offset", "partition", "payload", "topic")
+    __slots__ = ("_envelope", "_typed", "offset", "partition", "payload", "raw", "topic")
 
     def __init__(
-        self, typed: CloudEvent, payload: BaseModel, topic: str, partition: int, offset: int
+        self,
+        typed: CloudEvent,
+        payload: BaseModel,
+        topic: str,
+        partition: int,
+        offset: int,
+        raw: bytes | None = None,
     ) -> None:
         self._typed = typed
         self._envelope: CloudEvent | None = None
@@ -173,6 +179,8 @@ class InboundEvent:
         self.topic = topic
         self.partition = partition
         self.offset = offset
+        self.raw = raw
+        """The record's value exactly as consumed (None when the event was built in process)."""
 
     @property
     def envelope(self) -> CloudEvent:
@@ -383,7 +391,7 @@ class EventConsumer:
                     continue
                 if wanted is not None and typed.type not in wanted:
                     continue  # a known type this group does not act on
-                batch.append(InboundEvent(typed, typed.data, topic, partition, message.offset))
+                batch.append(InboundEvent(typed, typed.data, topic, partition, message.offset, value))
         if batch:
             self._apply(batch)
         if self._dead_lettered != dead_lettered and self._dead_letters is not None:

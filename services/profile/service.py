@@ -105,6 +105,12 @@ PUBLISH_TIMEOUT_S = 30.0
 
 def resolved_json(event: InboundEvent, customer_id: str) -> bytes:
     """The event as received (same id, type, time, data) with ``subject`` = the canonical id, as JSON."""
+    raw = event.raw
+    if raw is not None and event.subject is None and raw[:1] == b"{" and b'"subject"' not in raw:
+        # The record's own bytes with "subject" put first: ~1 us instead of ~10 us of re-serialising,
+        # and every interaction the profile applies is republished. (A quote inside a JSON string is
+        # escaped, so the bytes '"subject"' appear only where the document has that key.)
+        return b'{"subject":' + json.dumps(customer_id).encode() + b"," + raw[1:]
     # The bus keeps the validated envelope+payload model; dumping it is one pydantic-core call, far
     # cheaper than building InboundEvent.envelope and copying it for every event.
     typed = event.typed_envelope
