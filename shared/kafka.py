@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Union
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.partitioner.default import DefaultPartitioner, murmur2
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 from sqlalchemy.orm import Session
@@ -95,6 +96,36 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[str], *, with_dead_l
         admin.close()
 
 
+class KeyHashPartitioner(DefaultPartitioner):  # type: ignore[misc]  # kafka-python is untyped
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client and librdkafka's
+    ``murmur2_random``), remembering the hash of recent keys: the hash is pure Python, and a service
+    publishes many events per customer."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._capacity = capacity
+
+    def partition(
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
+        partitions = cluster.partitions_for_topic(topic) if serialized_key is not None else None
+        if not partitions:  # no key (random partition), or a topic the producer does not know yet
+            return int(super().partition(topic, key, serialized_key, value, serialized_value, cluster))
+        assert serialized_key is not None
+        hashed = self._hashes.get(serialized_key)
+        if hashed is None:
+            if len(self._hashes) >= self._capacity:
+                self._hashes.clear()
+            hashed = self._hashes[serialized_key] = int(murmur2(serialized_key)) & 0x7FFFFFFF
+        return int(sorted(partitions)[hashed % len(partitions)])
+
+
 class EventPublisher:
     """Publishes CloudEvents with ``acks=all``; the key keeps one customer's events in order."""
 
@@ -110,6 +141,7 @@ class EventPublisher:
             max_in_flight_requests_per_connection=1,
             batch_size=256 * 1024,
             compression_type=None,
+            partitioner=KeyHashPartitioner(),
         )
 
     def publish(self, topic: str, event: CloudEvent, key: str | None = None) -> Any:

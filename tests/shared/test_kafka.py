@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import select
 
 from shared.contracts import CloudEvent, EventTypeName, dead_letter_topic
@@ -224,3 +224,23 @@ def test_consumer_killed_before_commit_applies_nothing_twice_after_restart(
     assert max(per_event.values()) == 1, "an event was applied twice after the crash"
     # The restarted consumer was handed the uncommitted events again and skipped them by id.
     assert Counter(r.consumer for r in rows)["first"] == applied_before_restart
+
+
+def test_publisher_partitions_keys_as_kafka_pythons_default(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    """The remembering partitioner picks what kafka-python's (and Java's) murmur2 partitioner picks."""
+    topic = f"test.keys.{unique}"
+    settings = kafka_settings.model_copy(update={"partitions": 5})
+    ensure_topics(settings, [topic])
+    publisher = EventPublisher(settings)
+    plain = KafkaProducer(bootstrap_servers=settings.servers())
+    try:
+        keys = [f"customer-{i}".encode() for i in range(60)] * 2  # the second round is remembered
+        ours = [publisher.publish_raw(topic, b"{}", key).get(timeout=10).partition for key in keys]
+        theirs = [plain.send(topic, b"{}", key=key).get(timeout=10).partition for key in keys]
+    finally:
+        publisher.close()
+        plain.close()
+    assert len(set(ours)) == 5
+    assert ours == theirs
