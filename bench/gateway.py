@@ -225,13 +225,16 @@ async def closed_loop(
     }
 
 
-async def open_loop(url: str, requests: list[bytes], rate: float, duration_s: float) -> dict[str, float]:
+async def open_loop(
+    url: str, requests: list[bytes], rate: float, duration_s: float, connections: int = 256
+) -> dict[str, float]:
     """Requests sent at a fixed rate whatever the answers do; latency counts from each request's scheduled
-    time, so a request that had to wait for a free connection is charged for the wait."""
+    time, so a request that had to wait for a free connection (one of ``connections``) is charged for the
+    wait."""
     latencies: list[float] = []
     errors = 0
     idle: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(64):
+    for _ in range(connections):
         idle.put_nowait(await connect(url))
     pick = random.Random(11).choice
 
@@ -373,6 +376,22 @@ async def c360_cache_counts(gateway: str) -> dict[str, float]:
     for match in re.finditer(r'^crm_gateway_c360_cache_total\{outcome="(\w+)"\} (\S+)$', text, re.M):
         counts[match.group(1)] = float(match.group(2))
     return counts
+
+
+async def downstream_mean_ms(gateway: str) -> dict[str, float]:
+    """Mean latency of the gateway's successful calls to each service, from its own metrics."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{gateway}/metrics")).text
+    sums: dict[str, list[float]] = {}
+    pattern = (
+        r'^crm_gateway_downstream_seconds_(sum|count)\{downstream="(\w+)",outcome="ok",route="[^"]*"\} (\S+)$'
+    )
+    for match in re.finditer(pattern, text, re.M):
+        kind, name, value = match.groups()
+        sums.setdefault(name, [0.0, 0.0])[kind == "count"] += float(value)
+    return {name: round(total / count * 1000, 1) for name, (total, count) in sums.items() if count}
 
 
 def hit_share(before: dict[str, float], after: dict[str, float]) -> float:
@@ -681,6 +700,7 @@ def main() -> None:
             mixed["hit_share"] = hit_share(before, await c360_cache_counts(url["gateway"]))
             uncached = await closed_loop(url["uncached"], reads, args.concurrency, args.duration)
             fixed_uncached = await open_loop(url["uncached"], reads, 200, args.duration)
+            fan_out_ms = await downstream_mean_ms(url["uncached"])
             ingested = await ingest(
                 url["gateway"], headers, args.ingest_batch, args.ingest_concurrency, args.duration
             )
@@ -697,6 +717,7 @@ def main() -> None:
                 "uncached": uncached,
                 "fixed": fixed,
                 "mixed": mixed,
+                "fan_out_ms": fan_out_ms,
                 "fixed_uncached": fixed_uncached,
                 "ingest": ingested,
                 "e2e": e2e,
@@ -737,6 +758,7 @@ def main() -> None:
         "uncached_c360_p99_ms": round(r["uncached"]["p99_ms"], 2),
         "uncached_c360_p99_ms_at_200rps": round(r["fixed_uncached"]["p99_ms"], 2),
         "c360_errors": r["c360"]["errors"] + r["fixed"]["errors"] + r["mixed"]["errors"],
+        "uncached_downstream_mean_ms": r["fan_out_ms"],
         "uncached_c360_errors": r["uncached"]["errors"] + r["fixed_uncached"]["errors"],
         "c360_degraded_parts": len(r["degraded"] or []),
         "ingest_events_per_s": round(r["ingest"]["events_per_s"], 1),
@@ -758,7 +780,7 @@ def main() -> None:
     print(f"\nservices behind the gateway: {r['ready']}; 360 degraded parts: {r['degraded']}")
     print(f"{'metric':<36}{'value':>14}")
     for key, value in results.items():
-        print(f"{key:<36}{value:>14}")
+        print(f"{key:<36}{value!s:>14}")
     out = ROOT / "bench" / "results" / ("gateway_standins.json" if args.standins else "gateway.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
