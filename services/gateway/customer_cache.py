@@ -201,21 +201,24 @@ class InvalidationListener:
         self._consumer.assign(partitions)
 
     def _run(self) -> None:
-        try:
-            self._assign_from_end()
-            while not self._stop.is_set():
-                messages = self._consumer.consume(num_messages=2000, timeout=0.1)
-                ids: list[str] = []
-                for message in messages:
-                    if message.error() is None:
-                        ids += customer_ids_of(str(message.topic()), message.key(), message.value())
-                if ids:
-                    self.cache.evict(ids)
-                self.cache.heartbeat()
-        except (KafkaException, RuntimeError) as exc:
-            log.error("c360_cache_listener_failed", error=str(exc))
-        finally:
-            self.cache.stop_serving()
+        while not self._stop.is_set():
+            try:
+                self._assign_from_end()
+                while not self._stop.is_set():
+                    messages = self._consumer.consume(num_messages=2000, timeout=0.1)
+                    ids: list[str] = []
+                    for message in messages:
+                        if message.error() is None:
+                            ids += customer_ids_of(str(message.topic()), message.key(), message.value())
+                    if ids:
+                        self.cache.evict(ids)
+                    self.cache.heartbeat()
+            except (KafkaException, RuntimeError) as exc:
+                # Events may have been missed: forget everything and start again from the end.
+                self.cache.stop_serving()
+                log.warning("c360_cache_listener_restarting", error=str(exc))
+                self._stop.wait(1.0)
+        self.cache.stop_serving()
 
     @property
     def running(self) -> bool:
