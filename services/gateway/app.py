@@ -53,7 +53,7 @@ the key's rate limit (see `Retry-After`). Errors have one shape: `{"error", "det
 
 * `POST /v1/events` publishes events to Kafka and answers 202 only after the broker acknowledged them.
 * `GET /v1/customers/{id}` is the customer 360; a part whose service is down is `null` and named
-  in `degraded`.
+  in `degraded`. Complete answers are cached and evicted by the fleet's events about the customer.
 * Webhook deliveries are signed:
   `X-CRM-Signature: sha256=hex(hmac_sha256(secret, X-CRM-Timestamp + "." + body))`.
 """
