@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from services.sentiment import data
@@ -42,3 +44,53 @@ def test_chinese_split_is_disjoint_and_balanced() -> None:
     ds = data.chinese()
     assert not set(ds.test.texts) & set(ds.train.texts)
     assert 0.4 < sum(ds.test.labels) / len(ds.test) < 0.6
+
+
+def test_onnx_backends_agree_with_float32_torch_and_are_cached_next_to_the_model(
+    sentiment_models_dir: Path,
+) -> None:
+    from services.sentiment import onnx_backend
+    from services.sentiment.model import KIND_FROZEN, list_models, load_english
+
+    model_dir = list_models(sentiment_models_dir / "models", KIND_FROZEN)[0]
+    texts = [
+        "An absolute delight, I loved every minute.",
+        "A dull, tedious mess and a waste of money.",
+        "It arrived on Tuesday. " * 60 + "Sadly it was broken.",
+    ]
+    reference = load_english(model_dir, backend="torch").predict_proba(texts)
+    fp32 = load_english(model_dir, backend="onnx")
+    built = (model_dir / "onnx" / onnx_backend.INT8).stat().st_mtime_ns
+    int8 = load_english(model_dir, backend="onnx-int8")
+
+    assert (fp32.backend, int8.backend) == ("onnx", "onnx-int8")
+    assert (model_dir / "onnx" / onnx_backend.INT8).stat().st_mtime_ns == built  # reused, not rebuilt
+    np.testing.assert_allclose(fp32.predict_proba(texts), reference, atol=1e-4)
+    np.testing.assert_allclose(int8.predict_proba(texts), reference, atol=0.05)
+    assert ((int8.predict_proba(texts) >= 0.5) == (reference >= 0.5)).all()
+
+
+def test_no_training_text_is_a_held_out_text_of_any_english_set() -> None:
+    # Pang & Lee's sentences are Rotten Tomatoes snippets: the raw corpora share texts across splits.
+    rt = data.rotten_tomatoes()
+    copy = data.Dataset("copy", "en", rt.test, data.Split(), data.Split())  # rt's test as another's train
+    cleaned_rt, cleaned_copy = data.without_held_out([rt, copy])
+
+    assert len(cleaned_copy.train) == 0
+    assert len(cleaned_rt.test) == len(rt.test)
+    held_out = {data.normalise(t) for t in rt.test.texts + rt.val.texts}
+    assert not held_out & {data.normalise(t) for t in cleaned_rt.train.texts}
+
+
+def test_head_tail_truncation_keeps_both_ends_of_a_long_text() -> None:
+    from services.sentiment.model import base_model_path, encode, load_tokenizer
+
+    tokenizer = load_tokenizer(base_model_path())
+    text = "wonderful start " + "filler " * 300 + "terrible ending"
+    ids = encode(tokenizer, [text, "short"], 32, "head_tail")
+    tokens = tokenizer.convert_ids_to_tokens(ids[0])
+
+    assert len(ids[0]) == 32
+    assert tokens[:3] == ["[CLS]", "wonderful", "start"]
+    assert tokens[-3:] == ["terrible", "ending", "[SEP]"]
+    assert ids[1] == encode(tokenizer, ["short"], 32, "head")[0]
