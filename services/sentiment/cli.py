@@ -33,10 +33,12 @@ def fetch_data(data_dir: str | None = typer.Option(None, help="Defaults to CRM_S
 @app.command()
 def train(
     data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
-    epochs: float = typer.Option(1.0, help="Passes over the English training splits (fractions allowed)."),
+    epochs: float = typer.Option(3.0, help="Passes over the English training splits (fractions allowed)."),
     batch_size: int = typer.Option(32),
-    learning_rate: float = typer.Option(5e-5),
+    learning_rate: float = typer.Option(8e-5),
     max_length: int = typer.Option(128, help="Tokens per text (longer texts are truncated)."),
+    truncation: str = typer.Option("head_tail", help="head_tail (first quarter + last three) or head."),
+    freeze_word_embeddings: bool = typer.Option(True, help="Keep the word-embedding matrix frozen."),
     max_train: int = typer.Option(0, help="Cap on training texts (0 = all)."),
     time_budget_min: float = typer.Option(0.0, help="Stop and save after this many minutes (0 = no limit)."),
     threads: int = typer.Option(0, help="torch CPU threads (0 = torch default)."),
@@ -54,6 +56,8 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         max_length=max_length,
+        truncation=truncation,
+        freeze_word_embeddings=freeze_word_embeddings,
         max_train=max_train,
         time_budget_min=time_budget_min,
         threads=threads,

@@ -25,7 +25,8 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-Backend = Literal["auto", "torch", "int8"]
+Backend = Literal["torch", "int8", "onnx", "onnx-int8"]
+CPU_BACKENDS: tuple[Backend, ...] = ("torch", "int8", "onnx", "onnx-int8")
 KIND_FROZEN = "minilm-frozen-lr"
 KIND_FINETUNED = "minilm-finetuned"
 KIND_CHINESE = "zh-char-ngram-lr"
@@ -108,6 +109,24 @@ def neutral_margin(
 
 # --- English: one torch network, two ways to get it ------------------------------------------------
 
+Truncation = Literal["head", "head_tail"]
+
+
+def encode(
+    tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head"
+) -> list[list[int]]:
+    """Token ids with [CLS]/[SEP], at most ``max_length`` each. ``head`` keeps the start of a long text;
+    ``head_tail`` keeps its first quarter and its last three quarters (a review's verdict is usually at
+    its end), the fine-tuned model's choice (Sun et al., 2019: "How to fine-tune BERT for text
+    classification")."""
+    if truncation == "head":
+        ids: list[list[int]] = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        return ids
+    full: list[list[int]] = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+    head = (max_length - 2) // 4
+    tail = max_length - 2 - head
+    return [x if len(x) <= max_length else [x[0], *x[1 : 1 + head], *x[-1 - tail : -1], x[-1]] for x in full]
+
 
 def _mean_pool(hidden: Any, mask: Any) -> Any:
     weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -167,6 +186,7 @@ class EnglishModel:
     max_length: int = 128
     margin: float = 0.1
     metadata: dict[str, Any] = field(default_factory=dict)
+    truncation: str = "head"
 
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = 64, token_budget: int = 2048
@@ -178,9 +198,7 @@ class EnglishModel:
 
         if not texts:
             return np.empty(0)
-        ids: list[list[int]] = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
-            "input_ids"
-        ]
+        ids = encode(self.tokenizer, texts, self.max_length, self.truncation)
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         out = np.empty(len(texts), dtype=np.float64)
         with torch.inference_mode():
@@ -212,17 +230,35 @@ class EnglishModel:
         return torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy().astype(np.float64)
 
 
-def _prepare(net: Any, device: str, backend: Backend) -> tuple[Any, str, str]:
-    """Put the network on its device in its fastest precision: fp16/bf16 on CUDA, and on CPU plain
-    float32 or int8 dynamic quantisation of the Linear layers (bench/sentiment_throughput.py measures
-    both; ``auto`` uses what it found faster at equal accuracy)."""
+def _prepare(
+    net: Any, device: str, backend: Backend, model_dir: Path | None = None, threads: int = 0
+) -> tuple[Any, str, str]:
+    """Put the network on its device in its fastest precision: fp16/bf16 on CUDA; on CPU one of plain
+    float32 torch, torch int8 dynamic quantisation of the Linear layers, or ONNX Runtime (float32 or
+    int8-quantised, exported from ``net`` into ``<model_dir>/onnx``). bench/sentiment_throughput.py
+    measures all four; the setting's default is the one it found fastest at equal accuracy."""
     import torch
 
     net.eval()
     if device.startswith("cuda"):
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return net.to(device=device, dtype=dtype), "cuda", str(dtype).removeprefix("torch.")
-    if backend == "int8":
+    if backend.startswith("onnx") and model_dir is not None:
+        try:
+            from services.sentiment import onnx_backend
+
+            config = _encoder_config(net)
+            cache = onnx_backend.build(model_dir, net, config.hidden_size, config.num_attention_heads)
+            name = onnx_backend.INT8 if backend == "onnx-int8" else onnx_backend.FP32
+            return (
+                onnx_backend.OrtNet(cache / name, threads),
+                backend,
+                "qint8" if backend == "onnx-int8" else "float32",
+            )
+        except Exception:  # no onnxruntime, or an export it cannot handle: torch int8 still serves
+            log.exception("onnx_backend_unavailable", backend=backend, fallback="int8")
+            backend = "int8"
+    if backend in ("int8", "onnx-int8"):
         with warnings.catch_warnings():
             # torch.ao.quantization is deprecated in favour of torchao (not installed); still works.
             warnings.simplefilter("ignore")
@@ -233,13 +269,21 @@ def _prepare(net: Any, device: str, backend: Backend) -> tuple[Any, str, str]:
     return net, "torch", "float32"
 
 
+def _encoder_config(net: Any) -> Any:
+    """The BERT config inside a frozen-head or classifier network."""
+    inner = net.encoder if hasattr(net, "encoder") else net.model
+    return inner.config
+
+
 def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def load_english(model_dir: Path, *, device: str = "auto", backend: Backend = "torch") -> EnglishModel:
+def load_english(
+    model_dir: Path, *, device: str = "auto", backend: Backend = "torch", threads: int = 0
+) -> EnglishModel:
     """Load a frozen-head or fine-tuned model directory."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -255,7 +299,7 @@ def load_english(model_dir: Path, *, device: str = "auto", backend: Backend = "t
         tokenizer = load_tokenizer(model_dir)
     else:
         raise ValueError(f"{model_dir} holds a {meta['kind']!r} model, not an English one")
-    net, used_backend, dtype = _prepare(net, device, backend)
+    net, used_backend, dtype = _prepare(net, device, backend, model_dir, threads)
     return EnglishModel(
         version=str(meta["version"]),
         kind=str(meta["kind"]),
@@ -267,6 +311,7 @@ def load_english(model_dir: Path, *, device: str = "auto", backend: Backend = "t
         max_length=int(meta.get("max_length", 128)),
         margin=float(meta.get("neutral_margin", 0.1)),
         metadata=meta,
+        truncation=str(meta.get("truncation", "head")),
     )
 
 

@@ -139,7 +139,9 @@ def load_engine(settings: SentimentSettings) -> SentimentEngine:
         en_dir = training.train_first_start(settings.data_dir, per_set_cap=settings.first_start_cap)
     zh_dirs = list_models(Path(settings.data_dir) / "models", KIND_CHINESE)
     zh_dir = zh_dirs[0] if zh_dirs else training.train_chinese(settings.data_dir)
-    english = load_english(en_dir, device=settings.device, backend=settings.cpu_backend)
+    english = load_english(
+        en_dir, device=settings.device, backend=settings.cpu_backend, threads=settings.threads
+    )
     chinese = load_chinese(zh_dir)
     log.info(
         "sentiment_models_loaded",

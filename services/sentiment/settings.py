@@ -24,10 +24,11 @@ class SentimentSettings(ServiceSettings):
         "fine-tuned one, else the newest first-start one, else one trained at start-up.",
     )
     device: str = Field(default="auto", description="auto = CUDA when present, else cpu.")
-    cpu_backend: Literal["torch", "int8"] = Field(
-        default="int8",
-        description="CPU inference: int8 dynamic quantisation of the Linear layers (measured faster at equal "
-        "held-out accuracy by bench/sentiment_throughput.py, see docs/sentiment.md) or plain float32 torch.",
+    cpu_backend: Literal["torch", "int8", "onnx", "onnx-int8"] = Field(
+        default="onnx-int8",
+        description="CPU inference: ONNX Runtime with int8-quantised weights (exported locally and cached in "
+        "<model>/onnx; measured fastest at equal held-out accuracy by bench/sentiment_throughput.py, see "
+        "docs/sentiment.md), ONNX Runtime float32, torch int8 dynamic quantisation, or plain float32 torch.",
     )
     threads: int = Field(default=0, ge=0, description="torch CPU threads (0 = torch's default).")
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="Micro-batch size limit.")
