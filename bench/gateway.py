@@ -176,6 +176,11 @@ def post_request(path: str, headers: dict[str, str], body: bytes) -> bytes:
     ).encode() + body
 
 
+def is_degraded(body: bytes) -> bool:
+    """A 360 answer that names a missing part (a service down, or slower than the per-call timeout)."""
+    return b'"degraded":[' in body and b'"degraded":[]' not in body
+
+
 class ClientCpu:
     """The load generator's own CPU time over a phase, as a share of one core."""
 
@@ -193,7 +198,7 @@ async def closed_loop(
     """``concurrency`` connections, each sending the next request as soon as the last one answered;
     every request is drawn at random from ``requests``."""
     latencies: list[float] = []
-    errors = 0
+    errors = degraded = 0
     connections = [await connect(url) for _ in range(concurrency)]
     pick = random.Random(7).choice
     for connection in connections:  # warm-up
@@ -201,12 +206,13 @@ async def closed_loop(
             await connection.send(pick(requests))
 
     async def worker(connection: Connection) -> None:
-        nonlocal errors
+        nonlocal errors, degraded
         while time.perf_counter() < stop:
             started = time.perf_counter()
-            status, _ = await connection.send(pick(requests))
+            status, body = await connection.send(pick(requests))
             latencies.append(time.perf_counter() - started)
             errors += status != 200
+            degraded += is_degraded(body)
 
     with ClientCpu() as cpu:
         stop = time.perf_counter() + duration_s
@@ -221,6 +227,7 @@ async def closed_loop(
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "errors": errors,
+        "degraded": degraded,
         "client_cpu_share": cpu.share,
     }
 
@@ -232,18 +239,19 @@ async def open_loop(
     time, so a request that had to wait for a free connection (one of ``connections``) is charged for the
     wait."""
     latencies: list[float] = []
-    errors = 0
+    errors = degraded = 0
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
         idle.put_nowait(await connect(url))
     pick = random.Random(11).choice
 
     async def one(scheduled: float) -> None:
-        nonlocal errors
+        nonlocal errors, degraded
         connection = await idle.get()
         try:
-            status, _ = await connection.send(pick(requests))
+            status, body = await connection.send(pick(requests))
             errors += status != 200
+            degraded += is_degraded(body)
         finally:
             idle.put_nowait(connection)
         latencies.append(time.perf_counter() - scheduled)
@@ -266,6 +274,7 @@ async def open_loop(
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "errors": errors,
+        "degraded": degraded,
         "client_cpu_share": cpu.share,
     }
 
@@ -758,6 +767,9 @@ def main() -> None:
         "uncached_c360_p99_ms": round(r["uncached"]["p99_ms"], 2),
         "uncached_c360_p99_ms_at_200rps": round(r["fixed_uncached"]["p99_ms"], 2),
         "c360_errors": r["c360"]["errors"] + r["fixed"]["errors"] + r["mixed"]["errors"],
+        "c360_degraded_answers": r["c360"]["degraded"] + r["fixed"]["degraded"] + r["mixed"]["degraded"],
+        "uncached_degraded_answers_at_200rps": r["fixed_uncached"]["degraded"],
+        "uncached_degraded_answers_closed_loop": r["uncached"]["degraded"],
         "uncached_downstream_mean_ms": r["fan_out_ms"],
         "uncached_c360_errors": r["uncached"]["errors"] + r["fixed_uncached"]["errors"],
         "c360_degraded_parts": len(r["degraded"] or []),
