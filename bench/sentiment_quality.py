@@ -4,7 +4,8 @@ our model against snownlp's own, on every test split, in one run.
     .venv/bin/python bench/sentiment_quality.py [--data-dir var/sentiment]
 
 Uses the newest models under <data-dir>/models (trains the first-start and Chinese ones if missing; the
-fine-tune is `crm sentiment train`). Writes bench/results/sentiment_quality.json.
+fine-tune is `crm sentiment train`). The fine-tuned model is scored in float32 torch and, as well, in the
+CPU backend the server runs (``CRM_SENTIMENT_CPU_BACKEND``, ONNX Runtime int8 by default). Writes bench/results/sentiment_quality.json.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from services.sentiment.model import (
     load_chinese,
     load_english,
 )
+from services.sentiment.settings import get_settings
 from services.sentiment.training import accuracy, train_chinese, train_first_start
 from shared.logging import configure_logging
 
@@ -59,6 +61,9 @@ def main() -> None:
     english = data.english_datasets(args.data_dir)
     frozen = load_english(frozen_dir)
     finetuned = load_english(ft_dir) if ft_dir else None
+    # What the server runs on this machine's CPU (ONNX Runtime int8 by default): scored on the same texts.
+    served_backend = get_settings().cpu_backend
+    served = load_english(ft_dir, backend=served_backend) if ft_dir and served_backend != "torch" else None
     rows: list[tuple[str, str, float, int]] = []
     results: dict[str, float] = {}
     short = {"rotten_tomatoes": "rt", "finefood": "finefood", "pang_lee": "pang_lee"}
@@ -71,6 +76,10 @@ def main() -> None:
         }
         if finetuned is not None:
             scores["finetuned"] = accuracy(finetuned.predict_proba(ds.test.texts), ds.test.labels)
+        if served is not None:
+            scores[f"finetuned_{served.backend.replace('-', '_')}"] = accuracy(
+                served.predict_proba(ds.test.texts), ds.test.labels
+            )
         for model, acc in scores.items():
             rows.append((ds.name, model, acc, len(ds.test)))
             results[f"{model}_{key}_acc"] = round(acc, 4)

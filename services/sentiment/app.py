@@ -17,7 +17,7 @@ from services.sentiment.consumers import (
 )
 from services.sentiment.models import Base
 from services.sentiment.router import router
-from services.sentiment.service import SentimentEngine, load_engine
+from services.sentiment.service import SentimentEngine, load_engine, model_workers
 from services.sentiment.settings import SentimentSettings, get_settings
 from shared.app import build_app, register_readiness
 from shared.auth import require_internal_key
@@ -73,6 +73,7 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
             lambda texts: engine().english_proba(texts, batch_size=settings.max_batch_size),
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
+            workers=model_workers(settings),
         )
         batcher.start()
         app.state.batcher = batcher

@@ -3,6 +3,7 @@ consumed review or support message turns into. No FastAPI here."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -53,15 +54,16 @@ def label_for(probability: float, margin: float) -> str:
 class SentimentEngine:
     """The loaded English and Chinese models; thread-safe for concurrent scoring."""
 
-    def __init__(self, english: EnglishModel, chinese: ChineseModel) -> None:
+    def __init__(self, english: EnglishModel, chinese: ChineseModel, parallel: int = 1) -> None:
         self.english = english
         self.chinese = chinese
-        # One English forward at a time: torch already uses every core for one batch, and the
-        # consumer thread and the HTTP batcher must not fight over them.
-        self.english_lock = threading.Lock()
+        # At most ``parallel`` English forwards at a time: one for torch (a forward already uses every
+        # core, and the consumer thread and the HTTP batcher must not fight over them); one per core
+        # for single-threaded ONNX Runtime sessions.
+        self.english_slots = threading.BoundedSemaphore(max(1, parallel))
 
     def english_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        with self.english_lock:
+        with self.english_slots:
             return self.english.predict_proba(texts, batch_size=batch_size)
 
     def chinese_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -124,6 +126,18 @@ def english_model_dir(settings: SentimentSettings) -> Path | None:
     return None
 
 
+def model_workers(settings: SentimentSettings) -> int:
+    """How many English batches run at once: ``CRM_SENTIMENT_MODEL_WORKERS``, else one per core for the
+    ONNX Runtime CPU backends (each session then runs on one thread), else one."""
+    from services.sentiment.model import pick_device
+
+    if settings.model_workers:
+        return settings.model_workers
+    if settings.cpu_backend.startswith("onnx") and pick_device(settings.device) == "cpu":
+        return os.cpu_count() or 1
+    return 1
+
+
 def load_engine(settings: SentimentSettings) -> SentimentEngine:
     """Load the models, training the first-start ones when none exist yet (about a minute)."""
     from services.sentiment import training
@@ -139,8 +153,12 @@ def load_engine(settings: SentimentSettings) -> SentimentEngine:
         en_dir = training.train_first_start(settings.data_dir, per_set_cap=settings.first_start_cap)
     zh_dirs = list_models(Path(settings.data_dir) / "models", KIND_CHINESE)
     zh_dir = zh_dirs[0] if zh_dirs else training.train_chinese(settings.data_dir)
+    workers = model_workers(settings)
     english = load_english(
-        en_dir, device=settings.device, backend=settings.cpu_backend, threads=settings.threads
+        en_dir,
+        device=settings.device,
+        backend=settings.cpu_backend,
+        threads=settings.threads or (1 if workers > 1 else 0),
     )
     chinese = load_chinese(zh_dir)
     log.info(
@@ -151,7 +169,7 @@ def load_engine(settings: SentimentSettings) -> SentimentEngine:
         chinese=chinese.version,
         seconds=round(time.perf_counter() - started, 1),
     )
-    return SentimentEngine(english, chinese)
+    return SentimentEngine(english, chinese, parallel=workers if english.backend.startswith("onnx") else 1)
 
 
 # --- events ---------------------------------------------------------------------------------------

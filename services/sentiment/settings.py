@@ -30,7 +30,18 @@ class SentimentSettings(ServiceSettings):
         "<model>/onnx; measured fastest at equal held-out accuracy by bench/sentiment_throughput.py, see "
         "docs/sentiment.md), ONNX Runtime float32, torch int8 dynamic quantisation, or plain float32 torch.",
     )
-    threads: int = Field(default=0, ge=0, description="torch CPU threads (0 = torch's default).")
+    threads: int = Field(
+        default=0,
+        ge=0,
+        description="CPU threads per forward (0 = torch's default; for ONNX Runtime, 1 when model_workers > 1, "
+        "else every core).",
+    )
+    model_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="English batches run at once (0 = one per core for the ONNX backends on a CPU, else 1).",
+    )
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="Micro-batch size limit.")
     max_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="How long a micro-batch waits to fill."

@@ -94,3 +94,29 @@ def test_head_tail_truncation_keeps_both_ends_of_a_long_text() -> None:
     assert tokens[:3] == ["[CLS]", "wonderful", "start"]
     assert tokens[-3:] == ["terrible", "ending", "[SEP]"]
     assert ids[1] == encode(tokenizer, ["short"], 32, "head")[0]
+
+
+def test_the_batcher_runs_as_many_batches_at_once_as_it_has_workers() -> None:
+    import asyncio
+    import threading
+    from collections.abc import Sequence
+
+    from services.sentiment.batcher import MicroBatcher
+
+    # Each batch waits for a second batch to be inside the model at the same time; with one worker the
+    # barrier would break (after its guard timeout) instead of opening.
+    both_inside = threading.Barrier(2, timeout=30)
+
+    def predict(texts: Sequence[str]) -> np.ndarray:
+        both_inside.wait()
+        return np.array([len(t) / 10 for t in texts])
+
+    async def run() -> list[list[float]]:
+        batcher = MicroBatcher(predict, max_batch_size=2, max_wait_ms=1, workers=2)
+        batcher.start()
+        try:
+            return await asyncio.gather(batcher.submit(["a", "bb"]), batcher.submit(["ccc", "dddd"]))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(run()) == [[0.1, 0.2], [0.3, 0.4]]
