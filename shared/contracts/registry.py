@@ -142,17 +142,17 @@ TOPICS: dict[Topic, TopicInfo] = {
     Topic.INTERACTIONS_RESOLVED: TopicInfo(
         "The same interactions after identity resolution: `subject` is the canonical customer id, key too.",
         ("profile",),
-        ("recsys", "sentiment", "churn"),
+        ("recsys", "sentiment", "churn", "gateway"),
     ),
     Topic.SENTIMENT_SCORED: TopicInfo(
-        "Sentiment of every review and support message.", ("sentiment",), ("profile", "churn")
+        "Sentiment of every review and support message.", ("sentiment",), ("profile", "churn", "gateway")
     ),
     Topic.CHURN_RISK_CHANGED: TopicInfo("Churn risk band changes.", ("churn",), ("profile", "gateway")),
     Topic.SEGMENT_MEMBERSHIP_CHANGED: TopicInfo(
         "Segment entries and exits.", ("profile",), ("churn", "recsys", "gateway")
     ),
     Topic.CUSTOMER_MERGED: TopicInfo(
-        "Profile merges and their undo.", ("profile",), ("recsys", "sentiment", "churn")
+        "Profile merges and their undo.", ("profile",), ("recsys", "sentiment", "churn", "gateway")
     ),
     Topic.CUSTOMER_ERASED: TopicInfo(
         "Right-to-erasure requests already applied by the profile service.",
@@ -160,9 +160,9 @@ TOPICS: dict[Topic, TopicInfo] = {
         ("recsys", "sentiment", "churn", "gateway"),
     ),
     Topic.RECOMMENDATION_REACTION: TopicInfo(
-        "Impressions and clicks on recommendations.", ("gateway",), ("recsys",)
+        "Impressions and clicks on recommendations.", ("gateway",), ("recsys", "gateway")
     ),
-    Topic.ACTION_REACTION: TopicInfo("Reactions to next-best-actions.", ("gateway",), ("churn",)),
+    Topic.ACTION_REACTION: TopicInfo("Reactions to next-best-actions.", ("gateway",), ("churn", "gateway")),
 }
 
 
