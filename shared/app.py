@@ -7,8 +7,8 @@ template, the one error shape for every error (validation included), ``/livez`` 
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +77,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")[:100]
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()  # 32 hex digits like uuid4().hex, for less CPU
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
