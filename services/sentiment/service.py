@@ -3,7 +3,6 @@ consumed review or support message turns into. No FastAPI here."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -127,15 +126,9 @@ def english_model_dir(settings: SentimentSettings) -> Path | None:
 
 
 def model_workers(settings: SentimentSettings) -> int:
-    """How many English batches run at once: ``CRM_SENTIMENT_MODEL_WORKERS``, else one per core for the
-    ONNX Runtime CPU backends (each session then runs on one thread), else one."""
-    from services.sentiment.model import pick_device
-
-    if settings.model_workers:
-        return settings.model_workers
-    if settings.cpu_backend.startswith("onnx") and pick_device(settings.device) == "cpu":
-        return os.cpu_count() or 1
-    return 1
+    """How many English batches run at once (``CRM_SENTIMENT_MODEL_WORKERS``). Torch on CUDA or with
+    every core per forward gains nothing from more than one, so only the ONNX backends use several."""
+    return settings.model_workers if settings.cpu_backend.startswith("onnx") else 1
 
 
 def load_engine(settings: SentimentSettings) -> SentimentEngine:

@@ -25,10 +25,10 @@ class SentimentSettings(ServiceSettings):
     )
     device: str = Field(default="auto", description="auto = CUDA when present, else cpu.")
     cpu_backend: Literal["torch", "int8", "onnx", "onnx-int8"] = Field(
-        default="onnx-int8",
-        description="CPU inference: ONNX Runtime with int8-quantised weights (exported locally and cached in "
-        "<model>/onnx; measured fastest at equal held-out accuracy by bench/sentiment_throughput.py, see "
-        "docs/sentiment.md), ONNX Runtime float32, torch int8 dynamic quantisation, or plain float32 torch.",
+        default="int8",
+        description="CPU inference: torch int8 dynamic quantisation of the Linear layers (measured fastest at "
+        "equal held-out accuracy by bench/sentiment_throughput.py, tied with onnx-int8; see docs/sentiment.md), "
+        "plain float32 torch, or ONNX Runtime float32 / int8 (exported locally, cached in <model>/onnx).",
     )
     threads: int = Field(
         default=0,
@@ -37,10 +37,11 @@ class SentimentSettings(ServiceSettings):
         "else every core).",
     )
     model_workers: int = Field(
-        default=0,
-        ge=0,
+        default=1,
+        ge=1,
         le=64,
-        description="English batches run at once (0 = one per core for the ONNX backends on a CPU, else 1).",
+        description="English batches run at once, each in its own thread (with ONNX Runtime each session then "
+        "runs on one thread). 1 measured faster on 2 cores; see docs/sentiment.md.",
     )
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="Micro-batch size limit.")
     max_wait_ms: float = Field(
