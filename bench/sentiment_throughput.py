@@ -2,7 +2,8 @@
 ``transformers.pipeline("text-classification")`` on the same model and texts, in the same run, plus the
 p99 latency of single-text requests under 32 concurrent clients. On CPU it measures every backend
 (float32 torch, torch int8 dynamic quantisation, ONNX Runtime float32 and int8; speed and held-out
-accuracy) and counts the fastest whose accuracy is within one point of float32 torch.
+accuracy on every held-out test text) and counts the fastest whose accuracy is at most half a point below
+float32 torch.
 
     .venv/bin/python bench/sentiment_throughput.py [--data-dir var/sentiment] [--texts 512]
 
@@ -36,6 +37,7 @@ from services.sentiment.model import (
 )
 
 RESULTS = Path(__file__).parent / "results" / "sentiment_throughput.json"
+EQUAL_ACCURACY = 0.005  # a backend may be this much less accurate than float32 torch and still count
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -202,7 +204,10 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=512, help="Texts per throughput measurement.")
     parser.add_argument("--single", type=int, default=320, help="Single-text requests for the p99.")
     parser.add_argument(
-        "--accuracy-texts", type=int, default=600, help="Held-out texts per backend accuracy."
+        "--accuracy-texts",
+        type=int,
+        default=0,
+        help="Held-out texts per backend accuracy (0 = every test text).",
     )
     parser.add_argument(
         "--backends", default="", help="Comma-separated CPU backends to measure (default: all four)."
@@ -226,7 +231,7 @@ def main() -> None:
 
     # CPU backends: held-out accuracy in-process, then server speed; the faster at equal accuracy is served.
     backends = ["torch"] if on_gpu else (args.backends.split(",") if args.backends else list(CPU_BACKENDS))
-    held_out = held_out_sample(sets, args.accuracy_texts)
+    held_out = held_out_sample(sets, args.accuracy_texts or 10**9)
     speeds: dict[str, float] = {}
     for backend in backends:
         model = load_english(model_dir, backend=backend)  # type: ignore[arg-type]
@@ -248,9 +253,9 @@ def main() -> None:
             f"single-text p99 {results[f'{backend}_p99_ms_single']} ms",
             flush=True,
         )
-    # Equal accuracy: within one point of float32 torch on the same held-out texts.
+    # Equal accuracy: at most half a point below float32 torch on the same held-out texts.
     reference = float(results.get("torch_acc", max(float(results[f"{b}_acc"]) for b in backends)))
-    eligible = [b for b in backends if reference - float(results[f"{b}_acc"]) <= 0.0101]
+    eligible = [b for b in backends if reference - float(results[f"{b}_acc"]) <= EQUAL_ACCURACY]
     best = max(eligible, key=lambda b: speeds[b])
     pipeline_speeds.append(naive_pipeline(model_dir, texts, max_length))
     print(f"  naive pipeline (again): {pipeline_speeds[1]:.1f} texts/s", flush=True)

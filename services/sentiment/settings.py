@@ -25,10 +25,11 @@ class SentimentSettings(ServiceSettings):
     )
     device: str = Field(default="auto", description="auto = CUDA when present, else cpu.")
     cpu_backend: Literal["torch", "int8", "onnx", "onnx-int8"] = Field(
-        default="int8",
-        description="CPU inference: torch int8 dynamic quantisation of the Linear layers (measured fastest at "
-        "equal held-out accuracy by bench/sentiment_throughput.py, tied with onnx-int8; see docs/sentiment.md), "
-        "plain float32 torch, or ONNX Runtime float32 / int8 (exported locally, cached in <model>/onnx).",
+        default="onnx-int8",
+        description="CPU inference: ONNX Runtime with int8 per-channel weights (exported locally, cached in "
+        "<model>/onnx; as fast as torch int8 and closer to float32 accuracy on the held-out sets, measured by "
+        "bench/sentiment_throughput.py and bench/sentiment_quality.py, see docs/sentiment.md), ONNX Runtime "
+        "float32, torch int8 dynamic quantisation, or plain float32 torch.",
     )
     threads: int = Field(
         default=0,
