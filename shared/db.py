@@ -119,10 +119,13 @@ class EventLedger:
     def claim(self, session: Session, event_ids: Sequence[str]) -> set[str]:
         """Record the ids as applied in the caller's transaction and return those that were new.
 
-        One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk, on the driver (this is on every
-        consumer's hot path): the database itself says which ids it recorded, so the answer holds even
-        when another member of the group claims the same id at the same moment during a rebalance (the
-        second insert waits for the first and returns nothing).
+        On the driver, one ``INSERT ... ON CONFLICT DO NOTHING`` per chunk (this is on every consumer's
+        hot path), so the database itself decides which ids are new. PostgreSQL answers with
+        ``RETURNING``: the answer holds even when another member of the group claims the same id at the
+        same moment during a rebalance (the second insert waits for the first and returns nothing).
+        SQLite runs one writer at a time, so there the insert's row count is enough in the usual case
+        (every id new), which saves fetching a row per event; when some ids were seen before, the chunk
+        is rolled back to a savepoint and claimed again with ``RETURNING`` to learn which.
         """
         if not event_ids:
             return set()
@@ -139,9 +142,20 @@ class EventLedger:
                 sql = (
                     "INSERT INTO processed_events (consumer_group, event_id, processed_at) "
                     f"SELECT ?, column1, ? FROM (VALUES {', '.join(['(?)'] * len(chunk))}) WHERE true "
-                    "ON CONFLICT DO NOTHING RETURNING event_id"
+                    "ON CONFLICT DO NOTHING"
                 )
-                rows = connection.exec_driver_sql(sql, (group, stamp, *chunk))
+                parameters = (group, stamp, *chunk)
+                if not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+                    # pysqlite opens its transaction lazily, at the first write; a savepoint issued
+                    # before that would open (and its release commit) a transaction of its own.
+                    connection.exec_driver_sql("BEGIN")
+                savepoint = connection.begin_nested()
+                if connection.exec_driver_sql(sql, parameters).rowcount == len(chunk):
+                    savepoint.commit()
+                    fresh.update(chunk)
+                    continue
+                savepoint.rollback()
+                rows = connection.exec_driver_sql(f"{sql} RETURNING event_id", parameters)
             else:
                 rows = connection.exec_driver_sql(
                     "INSERT INTO processed_events (consumer_group, event_id, processed_at) "

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
+from operator import attrgetter
 from typing import Annotated, Any, Literal, Union
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -263,6 +264,10 @@ class _Poison(Exception):
         self.detail = detail
 
 
+_event_id = attrgetter("_typed.id")
+_topic_and_type = attrgetter("topic", "_typed.type")
+
+
 @lru_cache(maxsize=1)
 def _typed_events() -> TypeAdapter[Any]:
     """One adapter that validates envelope and payload in a single pass, choosing the payload by ``type``."""
@@ -465,7 +470,7 @@ class EventConsumer:
         started = time.perf_counter()
         with self.ledger.session_factory() as session, session.begin():
             # Claiming the ids and applying the events commit together, or not at all.
-            new_ids = self.ledger.claim(session, [e.id for e in batch])
+            new_ids = self.ledger.claim(session, list(map(_event_id, batch)))
             if len(new_ids) == len(batch):
                 fresh = batch  # the usual case: nothing seen before, no id twice in the batch
             else:
@@ -477,7 +482,8 @@ class EventConsumer:
             if fresh:
                 self.handler(fresh, session)
         HANDLER_SECONDS.labels(self.group_id, batch[0].topic).observe(time.perf_counter() - started)
-        for (topic, event_type), count in Counter((e.topic, e.type) for e in fresh).items():
+        # (attrgetter keeps these per-event passes in C: they run for every event the fleet consumes.)
+        for (topic, event_type), count in Counter(map(_topic_and_type, fresh)).items():
             EVENTS_CONSUMED.labels(self.group_id, topic, event_type).inc(count)
         duplicates = len(batch) - len(fresh)
         if duplicates:

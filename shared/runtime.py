@@ -88,15 +88,18 @@ class ServiceRuntime:
 def tune_garbage_collection() -> None:
     """Fewer, cheaper cyclic-GC passes for a long-running event processor (called once start-up is done).
 
-    A consumer keeps about ten container objects per event (models, dicts) alive until its batch is
-    applied. With CPython's default thresholds (700, 10, 10) that is a young collection every ~70 events
-    and frequent full collections over every object the imports created. Freezing what start-up created
-    and collecting the young generation every 20,000 allocations cut the bus's CPU per event by about a
-    third (``bench/bus.py``). Reference cycles are still collected, just in larger batches.
+    A consumer keeps about fifteen container objects per event (models, dicts, sets) alive until its
+    batch is applied: some 30,000 for a 2,000-event poll. CPython counts a young collection's threshold
+    in *live* young container objects, so with the default (700, 10, 10) every ~50 events of a batch
+    start a collection over everything the batch holds so far, and with 20,000 a few per batch still
+    did, each over about as many objects (``bench/bus.py`` measured about 3 µs per event of GC).
+    Freezing what start-up created and a young threshold of 100,000 leaves a poll's batch below it:
+    collections then come from garbage reference cycles piling up (SQLAlchemy sessions, futures), over
+    little live data. Reference cycles are still collected, in larger batches.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    gc.set_threshold(100_000, 20, 20)
 
 
 def request_session(request: Request) -> Iterator[Session]:
