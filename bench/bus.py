@@ -58,6 +58,7 @@ def raw_loop(settings: KafkaSettings, topic: str, count: int, group: str) -> flo
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_records=settings.max_poll_records,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     seen = 0
     first = 0.0

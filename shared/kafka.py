@@ -374,6 +374,7 @@ class EventConsumer:
             session_timeout_ms=self.settings.session_timeout_ms,
             heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             max_poll_records=self.settings.max_poll_records,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
         )
         self._consumer = consumer
         if self._dead_letters is None:
