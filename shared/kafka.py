@@ -30,7 +30,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.partitioner.default import DefaultPartitioner, murmur2
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from sqlalchemy.orm import Session
 
 from shared.contracts import EVENT_TYPES, CloudEvent, dead_letter_topic
@@ -280,7 +280,12 @@ def _typed_events() -> TypeAdapter[Any]:
         )
         for event_type, entry in EVENT_TYPES.items()
     ]
-    return TypeAdapter(Annotated[Union[tuple(envelopes)], Field(discriminator="type")])  # type: ignore[arg-type]  # noqa: UP007
+    return TypeAdapter(
+        Annotated[Union[tuple(envelopes)], Field(discriminator="type")],  # type: ignore[arg-type]  # noqa: UP007
+        # Only keys go through pydantic-core's string cache: ids and timestamps are new in every event,
+        # and caching them too cost about 1 µs per event (of ~5) in the consumer's process() step.
+        config=ConfigDict(cache_strings="keys"),
+    )
 
 
 def parse_record(value: bytes | None) -> tuple[CloudEvent, BaseModel]:
