@@ -1,11 +1,14 @@
-"""Held-out accuracy of VADER, frozen MiniLM + logistic regression, our fine-tuned MiniLM, and (Chinese)
-our model against snownlp's own, on every test split, in one run.
+"""Held-out accuracy of VADER, frozen MiniLM + logistic regression, our fine-tuned MiniLM, the served
+English model, and (Chinese) our model against snownlp's own, on every test split, in one run.
 
     .venv/bin/python bench/sentiment_quality.py [--data-dir var/sentiment]
 
-Uses the newest models under <data-dir>/models (trains the first-start and Chinese ones if missing; the
-fine-tune is `crm sentiment train`). The fine-tuned model is scored in float32 torch and, as well, in the
-CPU backend the server runs (``CRM_SENTIMENT_CPU_BACKEND``, ONNX Runtime int8 by default). Writes bench/results/sentiment_quality.json.
+Uses the models the server would load from <data-dir>/models (trains the first-start and Chinese ones if
+missing; the fine-tune and its ensemble are `crm sentiment train`). The "served" column is exactly what
+the server runs: the model it picks (the newest ensemble or fine-tune, or CRM_SENTIMENT_MODEL_VERSION)
+in its CPU backend (CRM_SENTIMENT_CPU_BACKEND, ONNX Runtime int8 by default); the headline keys
+(finefood_acc, rt_acc) are that column. The fine-tuned network alone (float32 torch) and, for an
+ensemble, its n-gram model alone are scored beside it. Writes bench/results/sentiment_quality.json.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import numpy as np
 from services.sentiment import data
 from services.sentiment.model import (
     KIND_CHINESE,
-    KIND_FINETUNED,
+    KIND_ENSEMBLE,
     KIND_FROZEN,
     list_models,
     load_chinese,
     load_english,
+    read_metadata,
 )
+from services.sentiment.service import english_model_dir
 from services.sentiment.settings import get_settings
 from services.sentiment.training import accuracy, train_chinese, train_first_start
 from shared.logging import configure_logging
@@ -56,14 +61,23 @@ def main() -> None:
     models_dir = Path(args.data_dir) / "models"
     frozen_dir = next(iter(list_models(models_dir, KIND_FROZEN)), None) or train_first_start(args.data_dir)
     zh_dir = next(iter(list_models(models_dir, KIND_CHINESE)), None) or train_chinese(args.data_dir)
-    ft_dir = next(iter(list_models(models_dir, KIND_FINETUNED)), None)
+    settings = get_settings().model_copy(update={"data_dir": args.data_dir})
+    served_dir = english_model_dir(settings)
+    assert served_dir is not None  # the first-start model exists by now
+    served_meta = read_metadata(served_dir)
+    ft_dir = models_dir / served_meta["network"] if served_meta["kind"] == KIND_ENSEMBLE else served_dir
 
     english = data.english_datasets(args.data_dir)
     frozen = load_english(frozen_dir)
-    finetuned = load_english(ft_dir) if ft_dir else None
-    # What the server runs on this machine's CPU (ONNX Runtime int8 by default): scored on the same texts.
-    served_backend = get_settings().cpu_backend
-    served = load_english(ft_dir, backend=served_backend) if ft_dir and served_backend != "torch" else None
+    finetuned = load_english(ft_dir) if ft_dir != frozen_dir else None
+    # Exactly what the server runs on this machine: its model, its backend (ONNX Runtime int8 by default).
+    served = load_english(
+        served_dir,
+        device=settings.device,
+        backend=settings.cpu_backend,
+        threads=settings.threads,
+        token_budget=settings.token_budget,
+    )
     rows: list[tuple[str, str, float, int]] = []
     results: dict[str, float] = {}
     short = {"rotten_tomatoes": "rt", "finefood": "finefood", "pang_lee": "pang_lee"}
@@ -76,15 +90,15 @@ def main() -> None:
         }
         if finetuned is not None:
             scores["finetuned"] = accuracy(finetuned.predict_proba(ds.test.texts), ds.test.labels)
-        if served is not None:
-            scores[f"finetuned_{served.backend.replace('-', '_')}"] = accuracy(
-                served.predict_proba(ds.test.texts), ds.test.labels
-            )
+        if served.ngram is not None:
+            ngram = served.ngram.predict_proba(ds.test.texts)[:, 1]
+            scores["ngram"] = accuracy(ngram, ds.test.labels)
+        scores["served"] = accuracy(served.predict_proba(ds.test.texts), ds.test.labels)
         for model, acc in scores.items():
             rows.append((ds.name, model, acc, len(ds.test)))
             results[f"{model}_{key}_acc"] = round(acc, 4)
-        # The headline keys: our served English model (fine-tuned when there is one).
-        results[f"{key}_acc"] = round(scores.get("finetuned", scores["frozen"]), 4)
+        # The headline keys: exactly the served English model.
+        results[f"{key}_acc"] = round(scores["served"], 4)
         print(f"  {ds.name}: {time.perf_counter() - started:.0f}s", flush=True)
 
     zh = data.chinese()
@@ -108,6 +122,7 @@ def main() -> None:
         print(f"{name:<18}{model:<28}{acc:>9.4f}{n:>7}")
     print(
         f"\nfrozen: {frozen.version}  fine-tuned: {finetuned.version if finetuned else 'none (run crm sentiment train)'}"
+        f"  served: {served.version} ({served.kind}, {served.backend}, n-gram weight {served.ngram_weight})"
         f"  chinese: {zh_dir.name}"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

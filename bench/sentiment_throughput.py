@@ -7,9 +7,13 @@ float32 torch.
 
     .venv/bin/python bench/sentiment_throughput.py [--data-dir var/sentiment] [--texts 512]
 
-Serves the newest fine-tuned model in <data-dir>/models; without one (fresh checkout) it saves the base
-MiniLM with an untrained 2-class head: same architecture, same cost. Writes
-bench/results/sentiment_throughput.json.
+For a one-core comparison set CRM_SENTIMENT_THREADS=1 (the servers' forwards) and OMP_NUM_THREADS=1 (the
+naive pipeline's torch) in the environment.
+
+Serves what the server would pick in <data-dir>/models: the newest ensemble or fine-tuned model (an
+ensemble's server also runs its n-gram model on every text; the naive pipeline runs its fine-tuned
+network alone). Without one (fresh checkout) it saves the base MiniLM with an untrained 2-class head:
+same architecture, same cost. Writes bench/results/sentiment_throughput.json.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import numpy as np
 from services.sentiment import data
 from services.sentiment.model import (
     CPU_BACKENDS,
+    KIND_ENSEMBLE,
     KIND_FINETUNED,
     base_model_path,
     list_models,
     load_english,
+    read_metadata,
     write_metadata,
 )
 
@@ -42,7 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def model_dir_for(data_dir: Path) -> Path:
-    found = list_models(data_dir / "models", KIND_FINETUNED)
+    """The newest ensemble or fine-tuned model (what the server serves by default)."""
+    found = list_models(data_dir / "models", KIND_ENSEMBLE, KIND_FINETUNED)
     if found:
         return found[0]
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -215,7 +222,10 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(args.data_dir)
     model_dir = model_dir_for(data_dir)
-    max_length = int(json.loads((model_dir / "metadata.json").read_text()).get("max_length", 128))
+    meta = read_metadata(model_dir)
+    # The Hugging Face directory the naive pipeline loads: an ensemble's fine-tuned network.
+    network_dir = data_dir / "models" / meta["network"] if meta["kind"] == KIND_ENSEMBLE else model_dir
+    max_length = int(meta.get("max_length", 128))
     on_gpu = device_name().startswith("cuda")
     # Same texts for everyone: held-out reviews and snippets, mixed lengths.
     sets = data.english_datasets(data_dir)
@@ -226,7 +236,7 @@ def main() -> None:
     results: dict[str, float | str] = {"device": device_name(), "texts": len(texts)}
 
     # The naive pipeline before and after the servers (the machine may be shared: the mean of the two).
-    pipeline_speeds = [naive_pipeline(model_dir, texts, max_length)]
+    pipeline_speeds = [naive_pipeline(network_dir, texts, max_length)]
     print(f"  naive pipeline: {pipeline_speeds[0]:.1f} texts/s", flush=True)
 
     # CPU backends: held-out accuracy in-process, then server speed; the faster at equal accuracy is served.
@@ -234,7 +244,9 @@ def main() -> None:
     held_out = held_out_sample(sets, args.accuracy_texts or 10**9)
     speeds: dict[str, float] = {}
     for backend in backends:
-        model = load_english(model_dir, backend=backend)  # type: ignore[arg-type]
+        # As many threads as the servers get (CRM_SENTIMENT_THREADS; 0 = every core).
+        threads = int(os.environ.get("CRM_SENTIMENT_THREADS", "0"))
+        model = load_english(model_dir, backend=backend, threads=threads)  # type: ignore[arg-type]
         acc = float(((model.predict_proba(held_out.texts) >= 0.5) == np.asarray(held_out.labels)).mean())
         del model
         server = Server(data_dir, model_dir, backend)
@@ -257,7 +269,7 @@ def main() -> None:
     reference = float(results.get("torch_acc", max(float(results[f"{b}_acc"]) for b in backends)))
     eligible = [b for b in backends if reference - float(results[f"{b}_acc"]) <= EQUAL_ACCURACY]
     best = max(eligible, key=lambda b: speeds[b])
-    pipeline_speeds.append(naive_pipeline(model_dir, texts, max_length))
+    pipeline_speeds.append(naive_pipeline(network_dir, texts, max_length))
     print(f"  naive pipeline (again): {pipeline_speeds[1]:.1f} texts/s", flush=True)
     pipeline_speed = float(np.mean(pipeline_speeds))
     results["server_backend"] = best
@@ -270,7 +282,10 @@ def main() -> None:
     results["p99_ms_single"] = results[f"{best}_p99_ms_single"]
     results["accuracy_texts"] = len(held_out)
 
-    print(f"\nmodel {model_dir.name} on {results['device']}, {len(texts)} texts, {max_length} tokens")
+    print(
+        f"\nserved model {model_dir.name} (pipeline: {network_dir.name}) on {results['device']}, "
+        f"{len(texts)} texts, {max_length} tokens"
+    )
     print(f"{'what':<44}{'value':>12}")
     for key in (
         "pipeline_texts_per_s_before",
@@ -289,7 +304,13 @@ def main() -> None:
     numeric = {k: v for k, v in results.items() if isinstance(v, int | float)}
     RESULTS.write_text(
         json.dumps(
-            {**numeric, "device": results["device"], "server_backend": best, "model_version": model_dir.name},
+            {
+                **numeric,
+                "device": results["device"],
+                "server_backend": best,
+                "model_version": model_dir.name,
+                "pipeline_model_version": network_dir.name,
+            },
             indent=2,
             sort_keys=True,
         )

@@ -45,9 +45,12 @@ def train(
     device: str = typer.Option("auto", help="auto = CUDA when present, else CPU."),
     run_name: str | None = typer.Option(None, help="Checkpoint folder name; the same name resumes."),
     chinese: bool = typer.Option(True, help="Also (re)train the Chinese model."),
+    ngram_ensemble: bool = typer.Option(
+        True, help="Also write the served ensemble (the fine-tune averaged with a word n-gram NB-LR)."
+    ),
 ) -> None:
     """Fine-tune MiniLM on the English sets (resumable) and write a versioned model directory."""
-    from services.sentiment.training import fine_tune, train_chinese
+    from services.sentiment.training import fine_tune, train_chinese, train_ngram_ensemble
 
     directory = _data_dir(data_dir)
     out = fine_tune(
@@ -65,8 +68,23 @@ def train(
         run_name=run_name,
     )
     typer.echo(f"fine-tuned model: {out}")
+    if ngram_ensemble:
+        typer.echo(f"ensemble model: {train_ngram_ensemble(directory, out)}")
     if chinese:
         typer.echo(f"chinese model: {train_chinese(directory)}")
+
+
+@app.command("train-ensemble")
+def train_ensemble(
+    data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
+    network: str | None = typer.Option(None, help="Fine-tuned model version (default: the newest)."),
+) -> None:
+    """Average a fine-tuned model with a word n-gram NB-LR (weight chosen on validation data)."""
+    from services.sentiment.training import train_ngram_ensemble
+
+    directory = _data_dir(data_dir)
+    network_dir = Path(directory) / "models" / network if network else None
+    typer.echo(f"ensemble model: {train_ngram_ensemble(directory, network_dir)}")
 
 
 @app.command("train-first-start")

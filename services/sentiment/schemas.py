@@ -32,14 +32,25 @@ class SentimentResponse(BaseModel):
     results: list[SentimentResult]
 
 
+class EnsembleMembers(BaseModel):
+    network: str = Field(description="Model version of the fine-tuned network.")
+    ngram: dict[str, str | float] = Field(description="The word n-gram model: features, classifier, C.")
+    ngram_weight: float = Field(ge=0, le=1, description="Weight of the n-gram model's probability.")
+    combination: str
+
+
 class ModelInfo(BaseModel):
     language: Literal["en", "zh"]
     model_version: str
-    kind: str
-    backend: str
+    kind: str = Field(
+        description="minilm-ngram-ensemble (fine-tuned MiniLM averaged with a word n-gram NB-LR), "
+        "minilm-finetuned, minilm-frozen-lr (first start) or zh-char-ngram-lr."
+    )
+    backend: str = Field(description="How the network runs (for an ensemble: its network's backend).")
     device: str
     neutral_margin: float = Field(description="Texts with |score - 0.5| below this are labelled neutral.")
     metrics: dict[str, float]
+    members: EnsembleMembers | None = Field(default=None, description="An ensemble's parts; else null.")
 
 
 class ModelsResponse(BaseModel):

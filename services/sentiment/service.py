@@ -16,6 +16,7 @@ import numpy as np
 from services.sentiment import repository
 from services.sentiment.model import (
     KIND_CHINESE,
+    KIND_ENSEMBLE,
     KIND_FINETUNED,
     KIND_FROZEN,
     ChineseModel,
@@ -85,6 +86,17 @@ class SentimentEngine:
                 probs[idx] = self.chinese_proba(subset) if language == "zh" else self.english_proba(subset)
         return [self.result(p, lang) for p, lang in zip(probs, languages, strict=True)]
 
+    def english_members(self) -> dict[str, Any] | None:
+        meta = self.english.metadata
+        if self.english.kind != KIND_ENSEMBLE:
+            return None
+        return {
+            "network": meta.get("network"),
+            "ngram": meta.get("ngram"),
+            "ngram_weight": self.english.ngram_weight,
+            "combination": meta.get("combination"),
+        }
+
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
@@ -95,6 +107,8 @@ class SentimentEngine:
                 "device": self.english.device,
                 "neutral_margin": self.english.margin,
                 "metrics": self.english.metadata.get("metrics", {}),
+                # For the ensemble: its network's version and the n-gram model's weight.
+                "members": self.english_members(),
             },
             {
                 "language": "zh",
@@ -109,7 +123,8 @@ class SentimentEngine:
 
 
 def english_model_dir(settings: SentimentSettings) -> Path | None:
-    """The configured model, else the newest fine-tuned one, else the newest first-start one."""
+    """The configured model, else the newest fine-tuned or ensemble one (``crm sentiment train`` writes
+    the ensemble right after its network), else the newest first-start one."""
     models = Path(settings.data_dir) / "models"
     if settings.model_version:
         path = models / settings.model_version
@@ -118,11 +133,8 @@ def english_model_dir(settings: SentimentSettings) -> Path | None:
                 f"CRM_SENTIMENT_MODEL_VERSION={settings.model_version!r}: no model at {path}"
             )
         return path
-    for kind in (KIND_FINETUNED, KIND_FROZEN):
-        found = list_models(models, kind)
-        if found:
-            return found[0]
-    return None
+    found = list_models(models, KIND_ENSEMBLE, KIND_FINETUNED) or list_models(models, KIND_FROZEN)
+    return found[0] if found else None
 
 
 def model_workers(settings: SentimentSettings) -> int:
@@ -152,6 +164,7 @@ def load_engine(settings: SentimentSettings) -> SentimentEngine:
         device=settings.device,
         backend=settings.cpu_backend,
         threads=settings.threads or (1 if workers > 1 else 0),
+        token_budget=settings.token_budget,
     )
     chinese = load_chinese(zh_dir)
     log.info(

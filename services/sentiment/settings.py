@@ -21,15 +21,15 @@ class SentimentSettings(ServiceSettings):
     model_version: str | None = Field(
         default=None,
         description="English model directory name under data_dir/models; default: the newest "
-        "fine-tuned one, else the newest first-start one, else one trained at start-up.",
+        "ensemble or fine-tuned one, else the newest first-start one, else one trained at start-up.",
     )
     device: str = Field(default="auto", description="auto = CUDA when present, else cpu.")
     cpu_backend: Literal["torch", "int8", "onnx", "onnx-int8"] = Field(
-        default="onnx-int8",
-        description="CPU inference: ONNX Runtime with int8 per-channel weights (exported locally, cached in "
-        "<model>/onnx; as fast as torch int8 and closer to float32 accuracy on the held-out sets, measured by "
-        "bench/sentiment_throughput.py and bench/sentiment_quality.py, see docs/sentiment.md), ONNX Runtime "
-        "float32, torch int8 dynamic quantisation, or plain float32 torch.",
+        default="int8",
+        description="CPU inference: torch int8 dynamic quantisation with one weight scale per output channel "
+        "(the fastest at float32 accuracy on the AVX-512 VNNI CPU, measured by bench/sentiment_throughput.py "
+        "and bench/sentiment_quality.py, see docs/sentiment.md), ONNX Runtime with int8 per-channel weights "
+        "(exported locally, cached in <model>/onnx), ONNX Runtime float32, or plain float32 torch.",
     )
     threads: int = Field(
         default=0,
@@ -45,6 +45,12 @@ class SentimentSettings(ServiceSettings):
         "runs on one thread). 1 measured faster on 2 cores; see docs/sentiment.md.",
     )
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="Micro-batch size limit.")
+    token_budget: int = Field(
+        default=0,
+        ge=0,
+        description="Padded tokens per model forward (a micro-batch is cut into length-sorted chunks of at "
+        "most this many); 0 = 512 on a CPU (measured fastest, docs/sentiment.md), 16384 on a GPU.",
+    )
     max_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="How long a micro-batch waits to fill."
     )

