@@ -18,7 +18,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from services.sentiment.model import (
     list_models,
     load_chinese,
     load_english,
+    predict_in_server_batches,
     read_metadata,
 )
 from services.sentiment.service import english_model_dir
@@ -52,17 +52,6 @@ def snownlp_proba(texts: list[str]) -> np.ndarray:
     from snownlp import SnowNLP
 
     return np.array([SnowNLP(t).sentiments for t in texts])
-
-
-def in_server_batches(model: Any, texts: list[str], batch_size: int = 64, seed: int = 0) -> np.ndarray:
-    """P(positive) with the texts in random batches of ``batch_size``, as the server's micro-batches form
-    them: int8 activations are quantised per batch, so a text's score depends on its batch neighbours."""
-    order = np.random.default_rng(seed).permutation(len(texts))
-    out = np.empty(len(texts))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        out[idx] = model.predict_proba([texts[i] for i in idx])
-    return out
 
 
 def main() -> None:
@@ -106,7 +95,7 @@ def main() -> None:
             ngram = served.ngram.predict_proba(ds.test.texts)[:, 1]
             scores["ngram"] = accuracy(ngram, ds.test.labels)
         # In random batches of the server's size: int8 scores depend on a text's batch neighbours.
-        served_probs = in_server_batches(served, ds.test.texts, settings.max_batch_size)
+        served_probs = predict_in_server_batches(served, ds.test.texts, settings.max_batch_size)
         scores["served"] = accuracy(served_probs, ds.test.labels)
         for model, acc in scores.items():
             rows.append((ds.name, model, acc, len(ds.test)))

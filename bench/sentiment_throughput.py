@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -39,6 +38,7 @@ from services.sentiment.model import (
     base_model_path,
     list_models,
     load_english,
+    predict_in_server_batches,
     read_metadata,
     write_metadata,
 )
@@ -198,17 +198,6 @@ async def single_text_latency(url: str, texts: list[str], clients: int = 32) -> 
     return latencies
 
 
-def in_server_batches(model: Any, texts: list[str], batch_size: int = 64, seed: int = 0) -> np.ndarray:
-    """P(positive) with the texts in random batches of ``batch_size``, as the server's micro-batches form
-    them: int8 activations are quantised per batch, so a text's score depends on its batch neighbours."""
-    order = np.random.default_rng(seed).permutation(len(texts))
-    out = np.empty(len(texts))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        out[idx] = model.predict_proba([texts[i] for i in idx])
-    return out
-
-
 def held_out_sample(sets: list[data.Dataset], n: int) -> data.Split:
     """``n`` held-out test texts drawn across every English test split (short snippets and long reviews)."""
     pool = data.Split()
@@ -259,7 +248,7 @@ def main() -> None:
         # As many threads as the servers get (CRM_SENTIMENT_THREADS; 0 = every core).
         threads = int(os.environ.get("CRM_SENTIMENT_THREADS", "0"))
         model = load_english(model_dir, backend=backend, threads=threads)  # type: ignore[arg-type]
-        probs = in_server_batches(model, held_out.texts)
+        probs = predict_in_server_batches(model, held_out.texts)
         acc = float(((probs >= 0.5) == np.asarray(held_out.labels)).mean())
         del model
         server = Server(data_dir, model_dir, backend)

@@ -303,6 +303,19 @@ def _encoder_config(net: Any) -> Any:
     return inner.config
 
 
+def predict_in_server_batches(
+    model: EnglishModel, texts: list[str], batch_size: int = 64, seed: int = 0
+) -> np.ndarray:
+    """P(positive) with the texts in random batches of ``batch_size``, as the server's micro-batches form
+    them: int8 activations are quantised per batch, so a text's score depends on its batch neighbours."""
+    order = np.random.default_rng(seed).permutation(len(texts))
+    out = np.empty(len(texts))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        out[idx] = model.predict_proba([texts[i] for i in idx])
+    return out
+
+
 def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
