@@ -89,13 +89,14 @@ def tune_garbage_collection() -> None:
     """Fewer, cheaper cyclic-GC passes for a long-running event processor (called once start-up is done).
 
     A consumer keeps about fifteen container objects per event (models, dicts, sets) alive until its
-    batch is applied: some 30,000 for a 2,000-event poll. CPython counts a young collection's threshold
-    in *live* young container objects, so with the default (700, 10, 10) every ~50 events of a batch
-    start a collection over everything the batch holds so far, and with 20,000 a few per batch still
-    did, each over about as many objects (``bench/bus.py`` measured about 3 µs per event of GC).
-    Freezing what start-up created and a young threshold of 100,000 leaves a poll's batch below it:
-    collections then come from garbage reference cycles piling up (SQLAlchemy sessions, futures), over
-    little live data. Reference cycles are still collected, in larger batches.
+    batch is applied: some 30,000 for a 2,000-event poll. CPython starts a young collection when the
+    count of *live* young container objects passes the first threshold, and every object it finds alive
+    is promoted and traversed again by the older generations' collections. With the default
+    (700, 10, 10) that is a collection every ~50 events; with 20,000, one or two per poll over a whole
+    threshold's worth of live objects (``bench/bus.py`` measured about 3 µs per event of GC). Freezing
+    what start-up created and a young threshold of 100,000 keeps a poll's batch below it: collections
+    then come from reference cycles piling up as garbage (SQLAlchemy sessions, futures), with little
+    live data to traverse. Reference cycles are still collected, in larger batches.
     """
     gc.collect()
     gc.freeze()
