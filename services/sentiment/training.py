@@ -27,6 +27,7 @@ from services.sentiment.model import (
     KIND_FROZEN,
     EnglishModel,
     base_model_path,
+    blend,
     build_classifier_net,
     list_models,
     load_english,
@@ -535,10 +536,10 @@ def train_ngram_ensemble(
     network = load_english(network_dir, backend="torch")
     net_val = network.network_proba(val_texts)
     ngram_val = pipe.predict_proba(val_texts)[:, 1]
-    scored = [(accuracy((1 - w) * net_val + w * ngram_val, val_labels), -w) for w in weights]
+    scored = [(accuracy(blend(net_val, ngram_val, w), val_labels), -w) for w in weights]
     val_acc, neg_w = max(scored)
     weight = float(-neg_w)
-    blend_val = (1 - weight) * net_val + weight * ngram_val
+    blend_val = blend(net_val, ngram_val, weight)
     margin = neutral_margin(blend_val, val_labels, NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE)
 
     metrics: dict[str, float] = {
@@ -555,7 +556,7 @@ def train_ngram_ensemble(
         test_net = network.network_proba(ds.test.texts)
         test_ngram = pipe.predict_proba(ds.test.texts)[:, 1]
         metrics[f"{ds.name}_test_acc"] = round(
-            accuracy((1 - weight) * test_net + weight * test_ngram, ds.test.labels), 4
+            accuracy(blend(test_net, test_ngram, weight), ds.test.labels), 4
         )
     network_meta = read_metadata(network_dir)
     version = f"{KIND_ENSEMBLE}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
