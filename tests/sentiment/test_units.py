@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from services.sentiment import data
 from services.sentiment.model import detect_language, neutral_margin
@@ -122,3 +123,32 @@ def test_the_batcher_runs_as_many_batches_at_once_as_it_has_workers() -> None:
             await batcher.stop()
 
     assert asyncio.run(run()) == [[0.1, 0.2], [0.3, 0.4]]
+
+
+def test_repeat_passes_a_named_sets_distinct_training_texts_k_times() -> None:
+    from services.sentiment.training import parse_repeat, repeat_training_rows, training_rows
+
+    food = data.Dataset(
+        "finefood",
+        "en",
+        data.Split(["Great coffee!", "great  coffee", "Stale crackers."], [1, 1, 0]),
+        data.Split(),
+        data.Split(),
+    )
+    movies = data.Dataset(
+        "rotten_tomatoes", "en", data.Split(["A fine film.", "Dull."], [1, 0]), data.Split(), data.Split()
+    )
+    rows = training_rows([movies, food])  # "great  coffee" is "Great coffee!" again: one text
+    repeated = repeat_training_rows(rows, [movies, food], parse_repeat(["finefood=3"]))
+
+    counts = {t: repeated.texts.count(t) for t in repeated.texts}
+    assert counts == {"A fine film.": 1, "Dull.": 1, "Great coffee!": 3, "Stale crackers.": 3}
+    assert dict(zip(repeated.texts, repeated.labels, strict=True)) == dict(
+        zip(rows.texts, rows.labels, strict=True)
+    )
+    assert repeat_training_rows(rows, [movies, food], {}) == rows
+    with pytest.raises(ValueError, match="yelp"):
+        repeat_training_rows(rows, [movies, food], {"yelp": 2})
+    for bad in ("finefood", "finefood=0", "finefood=1.5", "=2"):
+        with pytest.raises(ValueError, match="NAME=K"):
+            parse_repeat([bad])
