@@ -47,6 +47,9 @@ def train(
     repeat: list[str] = typer.Option(
         [], help="NAME=K: pass English set NAME's training texts K times per epoch (repeatable)."
     ),
+    order_seed: int | None = typer.Option(
+        None, help="Seed for batch order and dropout only (the head's initialisation stays fixed)."
+    ),
     chinese: bool = typer.Option(True, help="Also (re)train the Chinese model."),
     ngram_ensemble: bool = typer.Option(
         True, help="Also write the served ensemble (the fine-tune averaged with a word n-gram NB-LR)."
@@ -74,6 +77,7 @@ def train(
         device=device,
         run_name=run_name,
         repeat=repeats,
+        order_seed=order_seed,
     )
     typer.echo(f"fine-tuned model: {out}")
     if ngram_ensemble:

@@ -304,6 +304,7 @@ def fine_tune(
     threads: int = 0,
     device: str = "auto",
     seed: int = 13,
+    order_seed: int | None = None,
     checkpoint_every: int = 50,
     run_name: str | None = None,
     repeat: Mapping[str, int] | None = None,
@@ -314,7 +315,10 @@ def fine_tune(
     After every epoch (and at the end) the validation splits are scored and the best weights so far are
     kept; the model written is the one with the best validation accuracy. The word-embedding matrix
     (half of MiniLM's weights) is frozen by default: a third less time per step on a CPU. ``repeat``
-    (``{"finefood": 2}``) passes a named set's distinct training texts K times per epoch."""
+    (``{"finefood": 2}``) passes a named set's distinct training texts K times per epoch. ``seed`` fixes
+    the classification head's initialisation and, unless ``order_seed`` is given, the order of the
+    training batches and dropout: runs that differ only in ``order_seed`` start from identical weights
+    and see the same data in another order (how much a result owes to the draw)."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
@@ -337,20 +341,23 @@ def fine_tune(
     tokenizer = load_tokenizer(base)
     train_ids = encode(tokenizer, train.texts, max_length, truncation)
     lengths = [len(ids) for ids in train_ids]
-    per_epoch = _batches(lengths, batch_size, seed)
+    order = seed if order_seed is None else order_seed
+    per_epoch = _batches(lengths, batch_size, order)
     total_steps = int(len(per_epoch) * epochs)
-    plan = [b for e in range(int(np.ceil(epochs))) for b in _batches(lengths, batch_size, seed + e)][
+    plan = [b for e in range(int(np.ceil(epochs))) for b in _batches(lengths, batch_size, order + e)][
         :total_steps
     ]
     epoch_ends = {min(len(per_epoch) * (e + 1), total_steps) for e in range(int(np.ceil(epochs)))}
 
     run_name = (
         run_name
-        or f"ft-{hashlib.sha1(f'{len(train)}-{epochs}-{batch_size}-{learning_rate}-{max_length}-{seed}-{sorted(repeat.items())}'.encode()).hexdigest()[:8]}"
+        or f"ft-{hashlib.sha1(f'{len(train)}-{epochs}-{batch_size}-{learning_rate}-{max_length}-{seed}-{order_seed}-{sorted(repeat.items())}'.encode()).hexdigest()[:8]}"
     )
     ckpt_dir = Path(data_dir) / "checkpoints" / run_name
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2).to(device)
+    if order_seed is not None:
+        torch.manual_seed(order_seed)  # the head is initialised from `seed`; dropout follows order_seed
     if freeze_word_embeddings:
         model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
     optimizer = torch.optim.AdamW(
@@ -495,6 +502,7 @@ def fine_tune(
                 "truncation": truncation,
                 "freeze_word_embeddings": freeze_word_embeddings,
                 "seed": seed,
+                "order_seed": order_seed,
                 "repeat": repeat,
                 "steps_done": step,
                 "steps_planned": total_steps,
