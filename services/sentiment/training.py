@@ -241,6 +241,21 @@ def _batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[in
     return batches
 
 
+def training_plan(
+    lengths: Sequence[int], batch_size: int, epochs: float, order_seed: int
+) -> tuple[list[list[int]], int]:
+    """The fine-tune's batches of row indices, epoch after epoch (epoch ``e`` shuffled with
+    ``order_seed + e``; a fractional last epoch is cut short), and the number of steps per epoch."""
+    steps_per_epoch = len(_batches(lengths, batch_size, order_seed))
+    total_steps = int(steps_per_epoch * epochs)
+    plan = [
+        batch
+        for epoch in range(int(np.ceil(epochs)))
+        for batch in _batches(lengths, batch_size, order_seed + epoch)
+    ]
+    return plan[:total_steps], steps_per_epoch
+
+
 def training_rows(sets: Sequence[data.Dataset]) -> data.Split:
     """Every English training split, each text once (the corpora repeat one another's snippets); a text
     labelled both ways is dropped."""
@@ -341,13 +356,11 @@ def fine_tune(
     tokenizer = load_tokenizer(base)
     train_ids = encode(tokenizer, train.texts, max_length, truncation)
     lengths = [len(ids) for ids in train_ids]
-    order = seed if order_seed is None else order_seed
-    per_epoch = _batches(lengths, batch_size, order)
-    total_steps = int(len(per_epoch) * epochs)
-    plan = [b for e in range(int(np.ceil(epochs))) for b in _batches(lengths, batch_size, order + e)][
-        :total_steps
-    ]
-    epoch_ends = {min(len(per_epoch) * (e + 1), total_steps) for e in range(int(np.ceil(epochs)))}
+    plan, steps_per_epoch = training_plan(
+        lengths, batch_size, epochs, seed if order_seed is None else order_seed
+    )
+    total_steps = len(plan)
+    epoch_ends = {min(steps_per_epoch * (e + 1), total_steps) for e in range(int(np.ceil(epochs)))}
 
     run_name = (
         run_name

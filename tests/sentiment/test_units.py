@@ -152,3 +152,20 @@ def test_repeat_passes_a_named_sets_distinct_training_texts_k_times() -> None:
     for bad in ("finefood", "finefood=0", "finefood=1.5", "=2"):
         with pytest.raises(ValueError, match="NAME=K"):
             parse_repeat([bad])
+
+
+def test_the_training_plan_covers_every_row_once_per_epoch_in_an_order_set_by_the_order_seed() -> None:
+    from services.sentiment.training import training_plan
+
+    lengths = [(i * 37) % 120 + 1 for i in range(1000)]
+    plan, per_epoch = training_plan(lengths, 32, 2.5, order_seed=13)
+
+    assert per_epoch == 32  # 1,000 rows in batches of at most 32
+    assert len(plan) == 80  # two and a half epochs
+    for epoch in range(2):
+        rows = [i for batch in plan[epoch * per_epoch : (epoch + 1) * per_epoch] for i in batch]
+        assert sorted(rows) == list(range(1000))
+    assert plan[:per_epoch] != plan[per_epoch : 2 * per_epoch]  # each epoch is shuffled anew
+    assert training_plan(lengths, 32, 2.5, order_seed=13) == (plan, per_epoch)
+    other, _ = training_plan(lengths, 32, 2.5, order_seed=14)
+    assert other[:per_epoch] != plan[:per_epoch]
