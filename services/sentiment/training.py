@@ -246,14 +246,10 @@ def training_plan(
 ) -> tuple[list[list[int]], int]:
     """The fine-tune's batches of row indices, epoch after epoch (epoch ``e`` shuffled with
     ``order_seed + e``; a fractional last epoch is cut short), and the number of steps per epoch."""
-    steps_per_epoch = len(_batches(lengths, batch_size, order_seed))
-    total_steps = int(steps_per_epoch * epochs)
-    plan = [
-        batch
-        for epoch in range(int(np.ceil(epochs)))
-        for batch in _batches(lengths, batch_size, order_seed + epoch)
-    ]
-    return plan[:total_steps], steps_per_epoch
+    per_epoch = [_batches(lengths, batch_size, order_seed + e) for e in range(max(1, int(np.ceil(epochs))))]
+    steps_per_epoch = len(per_epoch[0])
+    plan = [batch for batches in per_epoch for batch in batches]
+    return plan[: int(steps_per_epoch * epochs)], steps_per_epoch
 
 
 def training_rows(sets: Sequence[data.Dataset]) -> data.Split:
