@@ -37,9 +37,11 @@ COPY . .
 RUN pip install --no-deps .
 
 FROM base AS runtime
-# libgomp: OpenMP runtime that lightgbm and faiss load.
+# libgomp: OpenMP runtime that lightgbm and faiss load. g++: torch.compile builds the sentiment
+# network's CPU kernels at start-up on CPUs with AMX (CRM_SENTIMENT_CPU_BACKEND=auto); without it the
+# service serves the network uncompiled.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
+ && apt-get install -y --no-install-recommends libgomp1 g++ \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 crm \
  && useradd --system --uid 10001 --gid crm --home-dir /home/crm --create-home crm \

@@ -6,7 +6,7 @@ English model, and (Chinese) our model against snownlp's own, on every test spli
 Uses the models the server would load from <data-dir>/models (trains the first-start and Chinese ones if
 missing; the fine-tune and its ensemble are `crm sentiment train`). The "served" column is exactly what
 the server runs: the model it picks (the newest ensemble or fine-tune, or CRM_SENTIMENT_MODEL_VERSION)
-in its CPU backend (CRM_SENTIMENT_CPU_BACKEND, ONNX Runtime int8 by default); the headline keys
+in its CPU backend (CRM_SENTIMENT_CPU_BACKEND; by default bf16 on a CPU with AMX, else torch int8); the headline keys
 (finefood_acc, rt_acc) are that column. The fine-tuned network alone (float32 torch) and, for an
 ensemble, its n-gram model alone are scored beside it. Writes bench/results/sentiment_quality.json.
 """
@@ -71,7 +71,7 @@ def main() -> None:
     english = data.english_datasets(args.data_dir)
     frozen = load_english(frozen_dir)
     finetuned = load_english(ft_dir) if ft_dir != frozen_dir else None
-    # Exactly what the server runs on this machine: its model, its backend (ONNX Runtime int8 by default).
+    # Exactly what the server runs on this machine: its model, its backend (the setting's default: auto).
     served = load_english(
         served_dir,
         device=settings.device,

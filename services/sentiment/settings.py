@@ -24,12 +24,14 @@ class SentimentSettings(ServiceSettings):
         "ensemble or fine-tuned one, else the newest first-start one, else one trained at start-up.",
     )
     device: str = Field(default="auto", description="auto = CUDA when present, else cpu.")
-    cpu_backend: Literal["torch", "int8", "onnx", "onnx-int8"] = Field(
-        default="int8",
-        description="CPU inference: torch int8 dynamic quantisation with one weight scale per output channel "
-        "(the fastest at float32 accuracy on the AVX-512 VNNI CPU, measured by bench/sentiment_throughput.py "
-        "and bench/sentiment_quality.py, see docs/sentiment.md), ONNX Runtime with int8 per-channel weights "
-        "(exported locally, cached in <model>/onnx), ONNX Runtime float32, or plain float32 torch.",
+    cpu_backend: Literal["auto", "torch", "bf16", "bf16-compiled", "int8", "onnx", "onnx-int8"] = Field(
+        default="auto",
+        description="CPU inference. auto = bf16 on a CPU with AMX (Intel Sapphire Rapids or later), else "
+        "int8; measured by bench/sentiment_throughput.py and bench/sentiment_quality.py, see "
+        "docs/sentiment.md. bf16: weights and activations in bfloat16 (fast only with AMX or AVX-512 BF16). "
+        "int8: torch dynamic quantisation with one weight scale per output channel (the fastest at float32 "
+        "accuracy on the AVX-512 VNNI CPU without AMX). onnx-int8 / onnx: ONNX Runtime with int8 per-channel "
+        "or float32 weights (exported locally, cached in <model>/onnx). torch: plain float32.",
     )
     threads: int = Field(
         default=0,

@@ -30,6 +30,9 @@ def wait_ready(client: TestClient, timeout_s: float = 120) -> dict[str, object]:
 def client(sentiment_models_dir: Path, tmp_path: Path) -> TestClient:
     settings = SentimentSettings(
         data_dir=str(sentiment_models_dir),
+        # Not the default (auto), which may compile the network at every start (about 25 s on one
+        # core); test_units covers what auto picks.
+        cpu_backend="int8",
         database_url=f"sqlite:///{tmp_path}/sentiment.db",
         consume_events=False,
         max_texts_per_request=8,

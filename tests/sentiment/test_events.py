@@ -51,6 +51,9 @@ def test_a_review_delivered_twice_yields_exactly_one_scored_event_and_erasure_re
 ) -> None:
     settings = SentimentSettings(
         data_dir=str(sentiment_models_dir),
+        # Not the default (auto), which may compile the network at every start (about 25 s on one
+        # core); test_units covers what auto picks.
+        cpu_backend="int8",
         database_url=database_url,
         kafka=kafka_settings,
         consumer_group=f"crm-sentiment-{unique}",
