@@ -71,7 +71,16 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(0)}"
-    return f"cpu ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+    model = ""
+    if Path("/proc/cpuinfo").exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        model = f"{names[0]}, " if names else ""
+    amx = "AMX" if torch.cpu._is_amx_tile_supported() else "no AMX"
+    return f"cpu ({model}{amx}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
 
 
 def naive_pipeline(model_dir: Path, texts: list[str], max_length: int, warmup: list[str]) -> float:

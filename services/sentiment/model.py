@@ -275,8 +275,8 @@ class EnglishModel:
 def auto_cpu_backend() -> Backend:
     """The CPU backend ``auto`` stands for. On a CPU with AMX tiles (Intel Sapphire Rapids and later),
     bf16: compiled by ``torch.compile`` when a C++ compiler is there (``$CXX``, ``g++`` or ``clang++``),
-    else eager. Through the server, one thread each, compiled bf16 ran 5.1x and eager bf16 3.8x the
-    naive float32 pipeline, torch int8 2.5x (docs/sentiment.md). Elsewhere torch int8 (per-channel), the
+    else eager. Through the server, one thread each, compiled bf16 ran 4.8-5.1x and eager bf16 3.8-4.1x
+    the naive float32 pipeline, torch int8 2.5x (docs/sentiment.md). Elsewhere torch int8 (per-channel), the
     fastest at float32 accuracy on the AVX-512 VNNI CPU without AMX; there bf16 matrix products lack the
     AMX units (emulated without AVX-512 BF16) and were not measured."""
     import torch
