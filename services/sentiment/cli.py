@@ -50,6 +50,10 @@ def train(
     order_seed: int | None = typer.Option(
         None, help="Seed for batch order and dropout only (the head's initialisation stays fixed)."
     ),
+    cpu_bf16: bool = typer.Option(
+        False,
+        help="On a CPU, run the forward pass under bf16 autocast (fast with AMX; not bit-reproducible).",
+    ),
     chinese: bool = typer.Option(True, help="Also (re)train the Chinese model."),
     ngram_ensemble: bool = typer.Option(
         True, help="Also write the served ensemble (the fine-tune averaged with a word n-gram NB-LR)."
@@ -78,6 +82,7 @@ def train(
         run_name=run_name,
         repeat=repeats,
         order_seed=order_seed,
+        cpu_bf16=cpu_bf16,
     )
     typer.echo(f"fine-tuned model: {out}")
     if ngram_ensemble:

@@ -319,6 +319,7 @@ def fine_tune(
     checkpoint_every: int = 50,
     run_name: str | None = None,
     repeat: Mapping[str, int] | None = None,
+    cpu_bf16: bool = False,
 ) -> Path:
     """Fine-tune all-MiniLM-L6-v2 with a 2-class head on every English training split; resumable from
     ``<data_dir>/checkpoints/<run_name>``; writes ``<data_dir>/models/<version>`` (HF format + metadata).
@@ -329,7 +330,9 @@ def fine_tune(
     (``{"finefood": 2}``) passes a named set's distinct training texts K times per epoch. ``seed`` fixes
     the classification head's initialisation and, unless ``order_seed`` is given, the order of the
     training batches and dropout: runs that differ only in ``order_seed`` start from identical weights
-    and see the same data in another order (how much a result owes to the draw)."""
+    and see the same data in another order (how much a result owes to the draw). ``cpu_bf16`` runs the
+    forward pass on a CPU under bf16 autocast (float32 master weights and optimiser), which AMX CPUs
+    multiply on their matrix units; on CUDA, autocast (bf16 or fp16) is always on."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
@@ -431,8 +434,9 @@ def fine_tune(
             tmp.replace(best_path)
 
     pad = tokenizer.pad_token_id or 0
-    use_amp = device.startswith("cuda")
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    on_cuda = device.startswith("cuda")
+    use_amp = on_cuda or cpu_bf16
+    amp_dtype = torch.float16 if on_cuda and not torch.cuda.is_bf16_supported() else torch.bfloat16
     started = time.perf_counter()
     model.train()
     bar = tqdm(total=total_steps, initial=step, desc="fine-tune", unit="batch")
@@ -447,7 +451,7 @@ def fine_tune(
             input_ids[row, : lengths[i]] = torch.tensor(train_ids[i], dtype=torch.long)
             mask[row, : lengths[i]] = 1
         target = torch.tensor(labels_all[idx], device=device)
-        with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
+        with torch.autocast(device_type="cuda" if on_cuda else "cpu", dtype=amp_dtype, enabled=use_amp):
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
             loss = torch.nn.functional.cross_entropy(logits.float(), target)
         loss.backward()  # type: ignore[no-untyped-call]
@@ -513,6 +517,7 @@ def fine_tune(
                 "seed": seed,
                 "order_seed": order_seed,
                 "repeat": repeat,
+                "cpu_bf16": cpu_bf16,
                 "steps_done": step,
                 "steps_planned": total_steps,
                 "best_val_step": best["step"],

@@ -195,3 +195,22 @@ def test_the_training_plan_covers_every_row_once_per_epoch_in_an_order_set_by_th
     assert training_plan(lengths, 32, 2.5, order_seed=13) == (plan, per_epoch)
     other, _ = training_plan(lengths, 32, 2.5, order_seed=14)
     assert other[:per_epoch] != plan[:per_epoch]
+
+
+def test_a_short_cpu_bf16_fine_tune_writes_a_model_that_loads_and_records_its_precision(
+    tmp_path: Path,
+) -> None:
+    from services.sentiment.model import KIND_FINETUNED, load_english, read_metadata
+    from services.sentiment.training import fine_tune
+
+    model_dir = fine_tune(
+        tmp_path, epochs=1, batch_size=16, max_length=32, max_train=64, cpu_bf16=True, run_name="bf16"
+    )
+
+    meta = read_metadata(model_dir)
+    assert meta["kind"] == KIND_FINETUNED
+    assert meta["hyperparameters"]["cpu_bf16"] is True
+    assert meta["hyperparameters"]["steps_done"] == meta["hyperparameters"]["steps_planned"] == 4
+    probs = load_english(model_dir, backend="torch").predict_proba(["Loved it.", "Hated it."])
+    assert probs.shape == (2,)
+    assert ((probs > 0) & (probs < 1)).all()
