@@ -47,6 +47,14 @@ def test_chinese_split_is_disjoint_and_balanced() -> None:
     assert 0.4 < sum(ds.test.labels) / len(ds.test) < 0.6
 
 
+# Two clear reviews and one longer than the model reads: every CPU backend must score them as float32 does.
+BACKEND_TEXTS = [
+    "An absolute delight, I loved every minute.",
+    "A dull, tedious mess and a waste of money.",
+    "It arrived on Tuesday. " * 60 + "Sadly it was broken.",
+]
+
+
 def test_onnx_backends_agree_with_float32_torch_and_are_cached_next_to_the_model(
     sentiment_models_dir: Path,
 ) -> None:
@@ -54,11 +62,7 @@ def test_onnx_backends_agree_with_float32_torch_and_are_cached_next_to_the_model
     from services.sentiment.model import KIND_FROZEN, list_models, load_english
 
     model_dir = list_models(sentiment_models_dir / "models", KIND_FROZEN)[0]
-    texts = [
-        "An absolute delight, I loved every minute.",
-        "A dull, tedious mess and a waste of money.",
-        "It arrived on Tuesday. " * 60 + "Sadly it was broken.",
-    ]
+    texts = BACKEND_TEXTS
     reference = load_english(model_dir, backend="torch").predict_proba(texts)
     fp32 = load_english(model_dir, backend="onnx")
     built = (model_dir / "onnx" / onnx_backend.INT8).stat().st_mtime_ns
@@ -79,11 +83,7 @@ def test_torch_bf16_and_int8_backends_agree_with_float32_and_auto_picks_one_of_t
     from services.sentiment.model import KIND_FROZEN, auto_cpu_backend, list_models, load_english
 
     model_dir = list_models(sentiment_models_dir / "models", KIND_FROZEN)[0]
-    texts = [
-        "An absolute delight, I loved every minute.",
-        "A dull, tedious mess and a waste of money.",
-        "It arrived on Tuesday. " * 60 + "Sadly it was broken.",
-    ]
+    texts = BACKEND_TEXTS
     reference = load_english(model_dir, backend="torch").predict_proba(texts)
     bf16 = load_english(model_dir, backend="bf16")
     int8 = load_english(model_dir, backend="int8")
