@@ -251,8 +251,8 @@ def main() -> None:
     # The model reads max_length tokens; clip so no text trips the service's length limit.
     order = rng.permutation(len(pool))
     texts = [pool[i][:2000] for i in order[: args.texts]]
-    # Other held-out texts, run through every contender before it is timed: the first forward of each
-    # new input shape builds oneDNN kernels (and a compiled network's first batches), a one-off cost.
+    # Other held-out texts, run through every contender before it is timed: first forwards of new input
+    # shapes ran slower (oneDNN builds kernels per shape, presumably), a one-off cost.
     warmup = [pool[i][:2000] for i in order[args.texts : args.texts + args.warmup_texts]]
     results: dict[str, float | str] = {
         "device": device_name(),
