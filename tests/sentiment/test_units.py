@@ -55,15 +55,23 @@ BACKEND_TEXTS = [
 ]
 
 
-def test_onnx_backends_agree_with_float32_torch_and_are_cached_next_to_the_model(
-    sentiment_models_dir: Path,
-) -> None:
-    from services.sentiment import onnx_backend
+@pytest.fixture
+def first_start_reference(sentiment_models_dir: Path) -> tuple[Path, np.ndarray]:
+    """The first-start model's directory and its float32 torch scores of BACKEND_TEXTS."""
     from services.sentiment.model import KIND_FROZEN, list_models, load_english
 
     model_dir = list_models(sentiment_models_dir / "models", KIND_FROZEN)[0]
+    return model_dir, load_english(model_dir, backend="torch").predict_proba(BACKEND_TEXTS)
+
+
+def test_onnx_backends_agree_with_float32_torch_and_are_cached_next_to_the_model(
+    first_start_reference: tuple[Path, np.ndarray],
+) -> None:
+    from services.sentiment import onnx_backend
+    from services.sentiment.model import load_english
+
+    model_dir, reference = first_start_reference
     texts = BACKEND_TEXTS
-    reference = load_english(model_dir, backend="torch").predict_proba(texts)
     fp32 = load_english(model_dir, backend="onnx")
     built = (model_dir / "onnx" / onnx_backend.INT8).stat().st_mtime_ns
     int8 = load_english(model_dir, backend="onnx-int8")
@@ -78,13 +86,12 @@ def test_onnx_backends_agree_with_float32_torch_and_are_cached_next_to_the_model
 
 
 def test_torch_bf16_and_int8_backends_agree_with_float32_and_auto_picks_one_of_them(
-    sentiment_models_dir: Path,
+    first_start_reference: tuple[Path, np.ndarray],
 ) -> None:
-    from services.sentiment.model import KIND_FROZEN, auto_cpu_backend, list_models, load_english
+    from services.sentiment.model import auto_cpu_backend, load_english
 
-    model_dir = list_models(sentiment_models_dir / "models", KIND_FROZEN)[0]
+    model_dir, reference = first_start_reference
     texts = BACKEND_TEXTS
-    reference = load_english(model_dir, backend="torch").predict_proba(texts)
     bf16 = load_english(model_dir, backend="bf16")
     int8 = load_english(model_dir, backend="int8")
     auto = load_english(model_dir, backend="auto")
