@@ -36,6 +36,7 @@ from services.sentiment.model import (
     KIND_ENSEMBLE,
     KIND_FINETUNED,
     base_model_path,
+    cpu_has_amx,
     list_models,
     load_english,
     predict_in_server_batches,
@@ -79,7 +80,7 @@ def device_name() -> str:
             if line.startswith("model name")
         ]
         model = f"{names[0]}, " if names else ""
-    amx = "AMX" if torch.cpu._is_amx_tile_supported() else "no AMX"
+    amx = "AMX" if cpu_has_amx() else "no AMX"
     return f"cpu ({model}{amx}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
 
 

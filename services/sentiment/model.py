@@ -272,6 +272,16 @@ class EnglishModel:
         return torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy().astype(np.float64)
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), as torch sees it."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without the probe: assume no AMX
+        return False
+
+
 def auto_cpu_backend() -> Backend:
     """The CPU backend ``auto`` stands for. On a CPU with AMX tiles (Intel Sapphire Rapids and later),
     bf16: compiled by ``torch.compile`` when a C++ compiler is there (``$CXX``, ``g++`` or ``clang++``),
@@ -279,13 +289,7 @@ def auto_cpu_backend() -> Backend:
     the naive float32 pipeline, torch int8 2.5x (docs/sentiment.md). Elsewhere torch int8 (per-channel), the
     fastest at float32 accuracy on the AVX-512 VNNI CPU without AMX; there bf16 matrix products lack the
     AMX units (emulated without AVX-512 BF16) and were not measured."""
-    import torch
-
-    try:
-        amx = bool(torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without the probe: assume no AMX
-        amx = False
-    if not amx:
+    if not cpu_has_amx():
         return "int8"
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
     return "bf16-compiled" if compiler else "bf16"
