@@ -165,6 +165,33 @@ class EventLedger:
             fresh.update(row[0] for row in rows)
         return fresh
 
+    def forget_before(self, cutoff: datetime, chunk: int = 5000) -> int:
+        """Delete this group's ids recorded before ``cutoff``; returns how many went.
+
+        An id may go once its event can no longer be delivered again, i.e. after the topics' retention
+        (``KafkaSettings.ledger_retention_hours``). Deletes ``chunk`` ids per transaction, oldest ids
+        first (ids sort by time), so a long backlog never holds the database's write lock for long.
+        """
+        if cutoff.tzinfo is None:
+            raise ValueError("forget_before needs a timezone-aware cutoff (the ledger records UTC)")
+        when = cutoff.astimezone(UTC)
+        stamp: object = when.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else when  # as claim stores it
+        p = "?" if self._sqlite else "%s"  # the driver's placeholder
+        sql = (
+            f"DELETE FROM processed_events WHERE consumer_group = {p} AND event_id IN ("
+            f"SELECT event_id FROM processed_events WHERE consumer_group = {p} AND processed_at < {p} "
+            f"ORDER BY event_id LIMIT {p})"
+        )
+        forgotten = 0
+        while True:
+            with self.engine.begin() as connection:
+                deleted = connection.exec_driver_sql(
+                    sql, (self.consumer_group, self.consumer_group, stamp, chunk)
+                ).rowcount
+            forgotten += deleted
+            if deleted < chunk:
+                return forgotten
+
     def count(self) -> int:
         with self.engine.connect() as connection:
             result = connection.execute(

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from operator import attrgetter
 from typing import Annotated, Any, Literal, Union
@@ -386,8 +386,12 @@ class EventConsumer:
             self._dead_letters = EventPublisher(self.settings, client_id=f"{self.client_id}-dlq")
         consumer.subscribe(self.topics)
         log.info("consumer_started", group=self.group_id, topics=self.topics)
+        next_prune = time.monotonic()
         try:
             while not self._stop.is_set():
+                if time.monotonic() >= next_prune:
+                    self.prune_ledger()
+                    next_prune = time.monotonic() + self.settings.ledger_prune_interval_s
                 records = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
                 if consumer.assignment():
                     self.assigned.set()
@@ -403,6 +407,30 @@ class EventConsumer:
             if self._owns_dead_letters and self._dead_letters is not None:
                 self._dead_letters.close()
             log.info("consumer_stopped", group=self.group_id)
+
+    def prune_ledger(self, now: datetime | None = None) -> int:
+        """Forget applied ids older than ``ledger_retention_hours`` (at start, then every
+        ``ledger_prune_interval_s``), so the ledger and its cost per event stay bounded. A failure is
+        logged and retried at the next interval: it never stops the consumer."""
+        hours = self.settings.ledger_retention_hours
+        if hours <= 0:
+            return 0
+        started = time.perf_counter()
+        cutoff = (now or datetime.now(UTC)) - timedelta(hours=hours)
+        try:
+            forgotten = self.ledger.forget_before(cutoff)
+        except Exception:
+            log.warning("ledger_prune_failed", group=self.group_id, exc_info=True)
+            return 0
+        if forgotten:
+            log.info(
+                "ledger_pruned",
+                group=self.group_id,
+                forgotten=forgotten,
+                before=cutoff.isoformat(),
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        return forgotten
 
     # -- one poll's worth ---------------------------------------------------------------------
 

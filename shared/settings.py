@@ -41,6 +41,17 @@ class KafkaSettings(BaseSettings):
     handler_retries: int = Field(default=3, ge=0, description="Retries of a failing handler before DLQ.")
     retry_backoff_ms: int = Field(default=100, ge=0)
     auto_create_topics: bool = True
+    ledger_retention_hours: float = Field(
+        default=192,
+        ge=0,
+        description="How long a consumer group's ledger remembers an applied event id. An id may go once "
+        "its event can no longer be delivered again: keep this above the topics' retention (7 days in "
+        "deploy/k8s, so 8 days). 0 keeps every id for ever (the ledger, and its cost per event, then grow "
+        "without bound).",
+    )
+    ledger_prune_interval_s: float = Field(
+        default=3600, gt=0, description="How often a consumer deletes ids older than the retention."
+    )
 
     def servers(self) -> list[str]:
         """The bootstrap list; fails with a clear message when nothing is configured."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -244,3 +245,35 @@ def test_publisher_partitions_keys_as_kafka_pythons_default(
         plain.close()
     assert len(set(ours)) == 5
     assert ours == theirs
+
+
+def test_a_running_consumer_forgets_ids_older_than_the_ledger_retention(
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+) -> None:
+    topic = f"test.retention.{unique}"
+    ensure_topics(kafka_settings, [topic])
+    engine = make_engine(f"sqlite:///{tmp_path}/effects.db")
+    metadata.create_all(engine)
+    group = f"g-{unique}"
+    ledger = EventLedger(engine, group)
+    with ledger.session_factory() as session, session.begin():
+        ledger.claim(session, [view("c1", s).id for s in range(30)])
+    kept = consumer_for(
+        kafka_settings.model_copy(update={"ledger_retention_hours": 0}), engine, topic, group, "k"
+    )
+    assert kept.prune_ledger(now=datetime.now(UTC) + timedelta(days=365)) == 0  # 0 keeps every id
+    assert ledger.count() == 30
+
+    # A retention of 36 ms: the consumer prunes when it starts, then every 0.2 s while it runs.
+    settings = kafka_settings.model_copy(
+        update={"ledger_retention_hours": 1e-5, "ledger_prune_interval_s": 0.2}
+    )
+    consumer = consumer_for(settings, engine, topic, group, "only").start()
+    try:
+        assert wait_for(lambda: ledger.count() == 0)
+        events = publish_views(kafka_settings, topic, customers=2, per_customer=5)
+        assert wait_for(lambda: applied_count(engine) == len(events))
+        assert wait_for(lambda: ledger.count() == 0)  # the applied events' ids age out too
+    finally:
+        consumer.stop()
+    assert applied_count(engine) == len(events)

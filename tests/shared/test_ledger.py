@@ -4,6 +4,9 @@ members of a consumer group claim the same id at the same moment."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
+
+import pytest
 
 from shared.contracts import new_event_id
 from shared.db import EventLedger, make_engine
@@ -64,4 +67,29 @@ def test_two_members_claiming_the_same_id_at_once_apply_it_once(database_url: st
         thread.join(30)
     assert sorted(len(r) for r in results) == [0, 1]
     assert ledger.count() == 1
+    engine.dispose()
+
+
+def test_forget_before_deletes_only_the_groups_ids_recorded_before_the_cutoff(database_url: str) -> None:
+    engine = make_engine(database_url)
+    ledger, other_group = EventLedger(engine, "group"), EventLedger(engine, "other-group")
+    old = [new_event_id() for _ in range(12)]
+    with ledger.session_factory() as session, session.begin():
+        ledger.claim(session, old)
+    with other_group.session_factory() as session, session.begin():
+        other_group.claim(session, old)
+    cutoff = datetime.now(UTC)
+    recent = [new_event_id() for _ in range(3)]
+    with ledger.session_factory() as session, session.begin():
+        ledger.claim(session, recent)
+
+    assert ledger.forget_before(cutoff, chunk=5) == 12  # three chunks: 5, 5, 2
+    assert ledger.count() == 3
+    assert other_group.count() == 12  # groups keep separate books
+    with ledger.session_factory() as session, session.begin():
+        # A forgotten id counts as new again; a recent one is still a duplicate.
+        assert ledger.claim(session, [old[0], recent[0]]) == {old[0]}
+    assert ledger.forget_before(cutoff) == 0
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ledger.forget_before(cutoff.replace(tzinfo=None))
     engine.dispose()
