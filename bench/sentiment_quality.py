@@ -1,5 +1,6 @@
 """Held-out accuracy of VADER, frozen MiniLM + logistic regression, our fine-tuned MiniLM, the served
-English model, and (Chinese) our model against snownlp's own, on every test split, in one run.
+English model, and (Chinese) our models (the character n-gram NB-LR alone, the fine-tuned e5 alone, the
+served one) against snownlp's own, on every test split, in one run.
 
     .venv/bin/python bench/sentiment_quality.py [--data-dir var/sentiment]
 
@@ -8,7 +9,10 @@ missing; the fine-tune and its ensemble are `crm sentiment train`). The "served"
 the server runs: the model it picks (the newest ensemble or fine-tune, or CRM_SENTIMENT_MODEL_VERSION)
 in its CPU backend (CRM_SENTIMENT_CPU_BACKEND; by default bf16 on a CPU with AMX, else torch int8); the headline keys
 (finefood_acc, rt_acc) are that column. The fine-tuned network alone (float32 torch) and, for an
-ensemble, its n-gram model alone are scored beside it. Writes bench/results/sentiment_quality.json.
+ensemble, its n-gram model alone are scored beside it. Chinese likewise: zh_acc is the Chinese model the
+server picks (the newest `crm sentiment train-chinese` ensemble or fine-tune, or
+CRM_SENTIMENT_ZH_MODEL_VERSION, else the n-gram model) in the server's backend and batches.
+Writes bench/results/sentiment_quality.json.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ from services.sentiment.model import (
     KIND_CHINESE,
     KIND_ENSEMBLE,
     KIND_FROZEN,
+    KIND_ZH_ENSEMBLE,
+    Backend,
+    NetworkModel,
     list_models,
     load_chinese,
-    load_english,
+    load_network,
     predict_in_server_batches,
     read_metadata,
 )
-from services.sentiment.service import english_model_dir
+from services.sentiment.service import chinese_backend, chinese_model_dir, english_model_dir
 from services.sentiment.settings import get_settings
 from services.sentiment.training import accuracy, train_chinese, train_first_start
 from shared.logging import configure_logging
@@ -69,16 +76,20 @@ def main() -> None:
     ft_dir = models_dir / served_meta["network"] if served_meta["kind"] == KIND_ENSEMBLE else served_dir
 
     english = data.english_datasets(args.data_dir)
-    frozen = load_english(frozen_dir)
-    finetuned = load_english(ft_dir) if ft_dir != frozen_dir else None
-    # Exactly what the server runs on this machine: its model, its backend (the setting's default: auto).
-    served = load_english(
-        served_dir,
-        device=settings.device,
-        backend=settings.cpu_backend,
-        threads=settings.threads,
-        token_budget=settings.token_budget,
-    )
+    frozen = load_network(frozen_dir)
+    finetuned = load_network(ft_dir) if ft_dir != frozen_dir else None
+
+    def as_served(model_dir: Path, backend: Backend) -> NetworkModel:
+        """Exactly what the server runs on this machine: its model, its backend (default: auto)."""
+        return load_network(
+            model_dir,
+            device=settings.device,
+            backend=backend,
+            threads=settings.threads,
+            token_budget=settings.token_budget,
+        )
+
+    served = as_served(served_dir, settings.cpu_backend)
     rows: list[tuple[str, str, float, int]] = []
     results: dict[str, float] = {}
     short = {"rotten_tomatoes": "rt", "finefood": "finefood", "pang_lee": "pang_lee"}
@@ -105,12 +116,33 @@ def main() -> None:
         print(f"  {ds.name}: {time.perf_counter() - started:.0f}s", flush=True)
 
     zh = data.chinese()
-    ours = accuracy(load_chinese(zh_dir).predict_proba(zh.test.texts), zh.test.labels)
+    started = time.perf_counter()
+    ngram_zh = accuracy(load_chinese(zh_dir).predict_proba(zh.test.texts), zh.test.labels)
+    rows.append(("chinese", "char n-gram NB-LR alone", ngram_zh, len(zh.test)))
+    results["ngram_zh_acc"] = round(ngram_zh, 4)
+    served_zh_dir = chinese_model_dir(settings)
+    assert served_zh_dir is not None  # the n-gram model exists by now
+    served_zh_meta = read_metadata(served_zh_dir)
+    if served_zh_meta["kind"] == KIND_CHINESE:
+        served_zh_name, ours = served_zh_dir.name, ngram_zh
+    else:
+        zh_network_dir = (
+            models_dir / served_zh_meta["network"]
+            if served_zh_meta["kind"] == KIND_ZH_ENSEMBLE
+            else served_zh_dir
+        )
+        zh_network = accuracy(load_network(zh_network_dir).predict_proba(zh.test.texts), zh.test.labels)
+        rows.append(("chinese", "fine-tuned e5 alone", zh_network, len(zh.test)))
+        results["finetuned_zh_acc"] = round(zh_network, 4)
+        served_zh = as_served(served_zh_dir, chinese_backend(settings))
+        ours = accuracy(
+            predict_in_server_batches(served_zh, zh.test.texts, settings.max_batch_size), zh.test.labels
+        )
+        served_zh_name = f"{served_zh.version} ({served_zh.kind}, {served_zh.backend})"
+        rows.append(("chinese", "served", ours, len(zh.test)))
     theirs = accuracy(snownlp_proba(zh.test.texts), zh.test.labels)
-    rows += [
-        ("chinese", "ours (char n-gram NB-LR)", ours, len(zh.test)),
-        ("chinese", "snownlp", theirs, len(zh.test)),
-    ]
+    rows.append(("chinese", "snownlp", theirs, len(zh.test)))
+    print(f"  chinese: {time.perf_counter() - started:.0f}s", flush=True)
     results.update(
         {
             "zh_acc": round(ours, 4),
@@ -126,7 +158,7 @@ def main() -> None:
     print(
         f"\nfrozen: {frozen.version}  fine-tuned: {finetuned.version if finetuned else 'none (run crm sentiment train)'}"
         f"  served: {served.version} ({served.kind}, {served.backend}, n-gram weight {served.ngram_weight})"
-        f"  chinese: {zh_dir.name}"
+        f"  chinese: {served_zh_name}"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

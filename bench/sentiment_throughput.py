@@ -38,7 +38,7 @@ from services.sentiment.model import (
     base_model_path,
     cpu_has_amx,
     list_models,
-    load_english,
+    load_network,
     predict_in_server_batches,
     read_metadata,
     write_metadata,
@@ -272,7 +272,7 @@ def main() -> None:
     for backend in backends:
         # As many threads as the servers get (CRM_SENTIMENT_THREADS; 0 = every core).
         threads = int(os.environ.get("CRM_SENTIMENT_THREADS", "0"))
-        model = load_english(model_dir, backend=backend, threads=threads)  # type: ignore[arg-type]
+        model = load_network(model_dir, backend=backend, threads=threads)  # type: ignore[arg-type]
         probs = predict_in_server_batches(model, held_out.texts)
         acc = float(((probs >= 0.5) == np.asarray(held_out.labels)).mean())
         del model

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from services.sentiment.batcher import MicroBatcher
+from services.sentiment.batcher import MicroBatcher, Predict
 from services.sentiment.consumers import (
     CUSTOMER_EVENT_TYPES,
     TEXT_EVENT_TYPES,
@@ -69,14 +69,26 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
                 handle_customer_events,
                 CUSTOMER_EVENT_TYPES,
             )
-        batcher = MicroBatcher(
-            lambda texts: engine().english_proba(texts, batch_size=settings.max_batch_size),
-            max_batch_size=settings.max_batch_size,
-            max_wait_ms=settings.max_wait_ms,
-            workers=model_workers(settings),
+
+        def start_batcher(score: Predict) -> MicroBatcher:
+            started = MicroBatcher(
+                score,
+                max_batch_size=settings.max_batch_size,
+                max_wait_ms=settings.max_wait_ms,
+                workers=model_workers(settings),
+            )
+            started.start()
+            return started
+
+        batcher = start_batcher(
+            lambda texts: engine().english_proba(texts, batch_size=settings.max_batch_size)
         )
-        batcher.start()
+        # Chinese texts queue separately (another model); both batchers share the engine's network slots.
+        chinese_batcher = start_batcher(
+            lambda texts: engine().chinese_proba(texts, batch_size=settings.max_batch_size)
+        )
         app.state.batcher = batcher
+        app.state.chinese_batcher = chinese_batcher
         # Not ready until prepare() has run: register every key runtime.start() will set now (it then only
         # replaces values), and publish the versioned model name by swapping in a new dict.
         for name in ("model", "database", *(("broker", "consumers") if settings.consume_events else ())):
@@ -103,6 +115,7 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
             yield
         finally:
             await batcher.stop()
+            await chinese_batcher.stop()
             thread.join(timeout=180)
             runtime.close()
 

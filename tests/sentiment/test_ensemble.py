@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.sentiment.app import create_app
-from services.sentiment.model import KIND_ENSEMBLE, KIND_FROZEN, list_models, load_english, read_metadata
+from services.sentiment.model import KIND_ENSEMBLE, KIND_FROZEN, list_models, load_network, read_metadata
 from services.sentiment.service import english_model_dir
 from services.sentiment.settings import SentimentSettings
 from services.sentiment.training import train_ngram_ensemble
@@ -49,8 +49,8 @@ def test_the_ensemble_weight_is_chosen_on_validation_and_never_loses_to_its_netw
 
 def test_the_ensemble_averages_its_network_and_ngram_probabilities(ensemble_data_dir: Path) -> None:
     ensemble_dir = list_models(ensemble_data_dir / "models", KIND_ENSEMBLE)[0]
-    model = replace(load_english(ensemble_dir, backend="torch"), ngram_weight=0.4)
-    network = load_english(ensemble_data_dir / "models" / read_metadata(ensemble_dir)["network"])
+    model = replace(load_network(ensemble_dir, backend="torch"), ngram_weight=0.4)
+    network = load_network(ensemble_data_dir / "models" / read_metadata(ensemble_dir)["network"])
     ngram = model.ngram.predict_proba(TEXTS)[:, 1]
 
     np.testing.assert_allclose(
