@@ -9,7 +9,8 @@ missing; the fine-tune and its ensemble are `crm sentiment train`). The "served"
 the server runs: the model it picks (the newest ensemble or fine-tune, or CRM_SENTIMENT_MODEL_VERSION)
 in its CPU backend (CRM_SENTIMENT_CPU_BACKEND; by default bf16 on a CPU with AMX, else torch int8); the headline keys
 (finefood_acc, rt_acc) are that column. The fine-tuned network alone (float32 torch) and, for an
-ensemble, its n-gram model alone are scored beside it. Chinese likewise: zh_acc is the Chinese model the
+ensemble, its n-gram model alone are scored beside it (`--zh-backends torch,int8,onnx-int8` also scores the
+Chinese ensemble in each of those backends, with its texts/s). Chinese likewise: zh_acc is the Chinese model the
 server picks (the newest `crm sentiment train-chinese` ensemble or fine-tune, or
 CRM_SENTIMENT_ZH_MODEL_VERSION, else the n-gram model) in the server's backend and batches.
 Writes bench/results/sentiment_quality.json.
@@ -22,6 +23,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -64,6 +66,12 @@ def snownlp_proba(texts: list[str]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("CRM_SENTIMENT_DATA_DIR", "var/sentiment"))
+    parser.add_argument(
+        "--zh-backends",
+        default="",
+        help="Comma-separated CPU backends (e.g. torch,int8,onnx-int8) to also score the served Chinese "
+        "network ensemble in, with texts/s, for choosing CRM_SENTIMENT_ZH_CPU_BACKEND.",
+    )
     args = parser.parse_args()
     configure_logging("WARNING", json=False)
     models_dir = Path(args.data_dir) / "models"
@@ -140,6 +148,14 @@ def main() -> None:
         )
         served_zh_name = f"{served_zh.version} ({served_zh.kind}, {served_zh.backend})"
         rows.append(("chinese", "served", ours, len(zh.test)))
+        for backend in filter(None, args.zh_backends.split(",")):
+            candidate = as_served(served_zh_dir, cast(Backend, backend))
+            began = time.perf_counter()
+            probs = predict_in_server_batches(candidate, zh.test.texts, settings.max_batch_size)
+            speed = len(zh.test) / (time.perf_counter() - began)
+            acc = accuracy(probs, zh.test.labels)
+            rows.append(("chinese", f"served in {candidate.backend} ({speed:.0f}/s)", acc, len(zh.test)))
+            results[f"zh_{candidate.backend.replace('-', '_')}_acc"] = round(acc, 4)
     theirs = accuracy(snownlp_proba(zh.test.texts), zh.test.labels)
     rows.append(("chinese", "snownlp", theirs, len(zh.test)))
     print(f"  chinese: {time.perf_counter() - started:.0f}s", flush=True)

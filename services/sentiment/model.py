@@ -297,7 +297,7 @@ def auto_cpu_backend(language: str = "en") -> Backend:
     fastest at float32 accuracy on the AVX-512 VNNI CPU without AMX; there bf16 matrix products lack the
     AMX units (emulated without AVX-512 BF16) and were not measured. For the Chinese network (``zh``)
     ONNX int8 instead of torch int8: on that CPU torch int8 cost it 0.7 points of test accuracy, ONNX
-    int8 0.1, and ONNX int8 ran 1.5x as fast."""
+    int8 0.1, at about the same speed."""
     if not cpu_has_amx():
         return "onnx-int8" if language == "zh" else "int8"
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")

@@ -42,7 +42,7 @@ class SentimentSettings(ServiceSettings):
         default="auto",
         description="CPU inference of the Chinese network (the multilingual-e5 fine-tune), same choices. "
         "auto = bf16 with AMX, else onnx-int8: torch int8 cost that network 0.7 points of test accuracy "
-        "where ONNX int8 cost 0.1 and ran faster (docs/sentiment.md).",
+        "where ONNX int8 cost 0.1 at about the same speed (docs/sentiment.md).",
     )
     threads: int = Field(
         default=0,
