@@ -43,8 +43,9 @@ class ModelInfo(BaseModel):
     language: Literal["en", "zh"]
     model_version: str
     kind: str = Field(
-        description="minilm-ngram-ensemble (fine-tuned MiniLM averaged with a word n-gram NB-LR), "
-        "minilm-finetuned, minilm-frozen-lr (first start) or zh-char-ngram-lr."
+        description="English: mpnet-ngram-ensemble / minilm-ngram-ensemble (the fine-tuned MPNet or "
+        "MiniLM averaged with a word n-gram NB-LR), mpnet-finetuned / minilm-finetuned, minilm-frozen-lr "
+        "(first start); Chinese: zh-e5-ngram-ensemble, zh-e5-finetuned or zh-char-ngram-lr (first start)."
     )
     backend: str = Field(description="How the network runs (for an ensemble: its network's backend).")
     device: str
