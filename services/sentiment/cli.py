@@ -94,6 +94,13 @@ def train(
     if base not in ENGLISH_BASES:
         raise typer.BadParameter(f"one of {', '.join(ENGLISH_BASES)}, not {base!r}", param_hint="--base")
     directory = _data_dir(data_dir)
+    if base == "mpnet":
+        from services.sentiment import mpnet
+
+        try:
+            mpnet.base_path(directory)
+        except FileNotFoundError as error:
+            raise typer.BadParameter(str(error), param_hint="--base") from error
     defaults = ENGLISH_BASE_DEFAULTS[base]
     out = fine_tune(
         directory,

@@ -123,3 +123,12 @@ def test_the_newest_english_fine_tune_is_served_whichever_base_it_came_from(tmp_
         {"kind": KIND_ENSEMBLE, "version": "minilm-later", "created_at": "2026-12-03T09:00:00"},
     )
     assert english_model_dir(settings) == models / "minilm-later"
+
+
+def test_training_from_a_base_not_fetched_yet_says_how_to_fetch_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--data-dir", str(tmp_path), "--base", "mpnet"])
+
+    assert result.exit_code == 2
+    assert "fetch-data" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "checkpoints").exists()
