@@ -1,19 +1,23 @@
 """Held-out accuracy of VADER, frozen MiniLM + logistic regression, our fine-tuned network (MiniLM or
-MPNet), the served English model, and (Chinese) our models (the character n-gram NB-LR alone, the fine-tuned e5 alone, the
-served one) against snownlp's own, on every test split, in one run.
+MPNet), the served English model, and (Chinese) our models (the character n-gram NB-LR alone, the
+fine-tuned e5 alone, the served one) against snownlp's own, on every test split, in one run.
 
-    .venv/bin/python bench/sentiment_quality.py [--data-dir var/sentiment] [--english-only]
+    .venv/bin/python bench/sentiment_quality.py [--data-dir var/sentiment] [--english-only | --chinese-only]
 
 Uses the models the server would load from <data-dir>/models (trains the first-start and Chinese ones if
 missing; the fine-tune and its ensemble are `crm sentiment train`). The "served" column is exactly what
 the server runs: the model it picks (the newest ensemble or fine-tune, or CRM_SENTIMENT_MODEL_VERSION)
-in its CPU backend (CRM_SENTIMENT_CPU_BACKEND; by default bf16 on a CPU with AMX, else torch int8); the headline keys
-(finefood_acc, rt_acc) are that column. The fine-tuned network alone (float32 torch) and, for an
-ensemble, its n-gram model alone are scored beside it (`--zh-backends torch,int8,onnx-int8` also scores the
-Chinese ensemble in each of those backends, with its texts/s). Chinese likewise: zh_acc is the Chinese model the
-server picks (the newest `crm sentiment train-chinese` ensemble or fine-tune, or
-CRM_SENTIMENT_ZH_MODEL_VERSION, else the n-gram model) in the server's backend and batches.
-Writes bench/results/sentiment_quality.json.
+in its CPU backend (CRM_SENTIMENT_CPU_BACKEND; by default bf16 on a CPU with AMX, else torch int8 for
+MiniLM and ONNX int8 for MPNet); the headline keys (finefood_acc, rt_acc) are that column. The
+fine-tuned network alone (float32 torch) and, for an ensemble, its n-gram model alone are scored beside
+it (`--zh-backends torch,int8,onnx-int8` also scores the Chinese ensemble in each of those backends,
+with its texts/s). Chinese likewise: zh_acc is the Chinese model the server picks (the newest
+`crm sentiment train-chinese` ensemble or fine-tune, or CRM_SENTIMENT_ZH_MODEL_VERSION, else the n-gram
+model) in the server's backend and batches.
+
+`--english-only` (`--chinese-only`) scores one language and keeps the other's figures from the results
+file's previous run, marked `zh_carried_over` (`english_carried_over`): for a machine where only one of
+the two fine-tunes has been trained. Writes bench/results/sentiment_quality.json.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from services.sentiment.model import (
     read_metadata,
 )
 from services.sentiment.service import chinese_backend, chinese_model_dir, english_model_dir
-from services.sentiment.settings import get_settings
+from services.sentiment.settings import SentimentSettings, get_settings
 from services.sentiment.training import accuracy, train_chinese, train_first_start
 from shared.logging import configure_logging
 
@@ -63,57 +67,58 @@ def snownlp_proba(texts: list[str]) -> np.ndarray:
     return np.array([SnowNLP(t).sentiments for t in texts])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("CRM_SENTIMENT_DATA_DIR", "var/sentiment"))
-    parser.add_argument(
-        "--zh-backends",
-        default="",
-        help="Comma-separated CPU backends (e.g. torch,int8,onnx-int8) to also score the served Chinese "
-        "network ensemble in, with texts/s, for choosing CRM_SENTIMENT_ZH_CPU_BACKEND.",
+Row = tuple[str, str, float, int]
+
+
+def as_served(settings: SentimentSettings, model_dir: Path, backend: Backend) -> NetworkModel:
+    """Exactly what the server runs on this machine: its model, its backend (default: auto)."""
+    return load_network(
+        model_dir,
+        device=settings.device,
+        backend=backend,
+        threads=settings.threads,
+        token_budget=settings.token_budget,
     )
-    parser.add_argument(
-        "--english-only",
-        action="store_true",
-        help="Score the English sets only and keep the Chinese figures of the results file's previous run "
-        "(marked zh_carried_over), e.g. on a machine where the Chinese fine-tune has not been trained.",
+
+
+def is_chinese_key(key: str) -> bool:
+    return key.startswith("zh_") or key.endswith("_zh_acc")
+
+
+def carry_over(chinese: bool, results: dict[str, float], footer: list[str]) -> None:
+    """Keeps the Chinese (or English) figures of the results file's previous run, marked as carried over."""
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    kept = {
+        k: v for k, v in previous.items() if is_chinese_key(k) == chinese and not k.endswith("_carried_over")
+    }
+    language, headline, option = (
+        ("chinese", "zh_acc", "--english-only") if chinese else ("english", "finefood_acc", "--chinese-only")
     )
-    args = parser.parse_args()
-    configure_logging("WARNING", json=False)
-    models_dir = Path(args.data_dir) / "models"
-    frozen_dir = next(iter(list_models(models_dir, KIND_FROZEN)), None) or train_first_start(args.data_dir)
-    zh_dir = (
-        None
-        if args.english_only
-        else next(iter(list_models(models_dir, KIND_CHINESE)), None) or train_chinese(args.data_dir)
+    if headline not in kept:
+        raise SystemExit(f"{option}: {RESULTS} holds no {language} figures to keep")
+    results.update(kept)
+    results["zh_carried_over" if chinese else "english_carried_over"] = True
+    print(f"  {language}: not scored; kept from {RESULTS.name}: {kept}", flush=True)
+    footer.append(f"{language}: not scored (kept from the previous run)")
+
+
+def score_english(settings: SentimentSettings, rows: list[Row], results: dict[str, float]) -> str:
+    """Scores every English test set; returns the footer line naming the models."""
+    models_dir = Path(settings.data_dir) / "models"
+    frozen_dir = next(iter(list_models(models_dir, KIND_FROZEN)), None) or train_first_start(
+        settings.data_dir
     )
-    settings = get_settings().model_copy(update={"data_dir": args.data_dir})
     served_dir = english_model_dir(settings)
     assert served_dir is not None  # the first-start model exists by now
     served_meta = read_metadata(served_dir)
     ft_dir = (
         models_dir / served_meta["network"] if served_meta["kind"] in ENGLISH_ENSEMBLE_KINDS else served_dir
     )
-
-    english = data.english_datasets(args.data_dir)
     frozen = load_network(frozen_dir)
     finetuned = load_network(ft_dir) if ft_dir != frozen_dir else None
-
-    def as_served(model_dir: Path, backend: Backend) -> NetworkModel:
-        """Exactly what the server runs on this machine: its model, its backend (default: auto)."""
-        return load_network(
-            model_dir,
-            device=settings.device,
-            backend=backend,
-            threads=settings.threads,
-            token_budget=settings.token_budget,
-        )
-
-    served = as_served(served_dir, settings.cpu_backend)
-    rows: list[tuple[str, str, float, int]] = []
-    results: dict[str, float] = {}
+    served = as_served(settings, served_dir, settings.cpu_backend)
     short = {"rotten_tomatoes": "rt", "finefood": "finefood", "pang_lee": "pang_lee"}
-    for ds in english:
+    for ds in data.english_datasets(settings.data_dir):
         key = short[ds.name]
         started = time.perf_counter()
         scores = {
@@ -134,17 +139,18 @@ def main() -> None:
         # The headline keys: exactly the served English model.
         results[f"{key}_acc"] = round(scores["served"], 4)
         print(f"  {ds.name}: {time.perf_counter() - started:.0f}s", flush=True)
+    return (
+        f"frozen: {frozen.version}  fine-tuned: {finetuned.version if finetuned else 'none (run crm sentiment train)'}"
+        f"  served: {served.version} ({served.kind}, {served.backend}, n-gram weight {served.ngram_weight})"
+    )
 
-    if zh_dir is None:
-        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        carried = {k: v for k, v in previous.items() if k.startswith("zh_") or k.endswith("_zh_acc")}
-        if "zh_acc" not in carried:
-            raise SystemExit(f"--english-only: {RESULTS} holds no Chinese figures to keep")
-        results.update(carried)
-        results["zh_carried_over"] = True
-        print(f"  chinese: not scored; kept from {RESULTS.name}: {carried}", flush=True)
-        write_table(rows, results, frozen, finetuned, served, "not scored (kept from the previous run)")
-        return
+
+def score_chinese(
+    settings: SentimentSettings, zh_backends: list[str], rows: list[Row], results: dict[str, float]
+) -> str:
+    """Scores the Chinese test split, ours against snownlp's; returns the footer line naming our model."""
+    models_dir = Path(settings.data_dir) / "models"
+    zh_dir = next(iter(list_models(models_dir, KIND_CHINESE)), None) or train_chinese(settings.data_dir)
     zh = data.chinese()
     started = time.perf_counter()
     ngram_zh = accuracy(load_chinese(zh_dir).predict_proba(zh.test.texts), zh.test.labels)
@@ -164,14 +170,14 @@ def main() -> None:
         zh_network = accuracy(load_network(zh_network_dir).predict_proba(zh.test.texts), zh.test.labels)
         rows.append(("chinese", "fine-tuned e5 alone", zh_network, len(zh.test)))
         results["finetuned_zh_acc"] = round(zh_network, 4)
-        served_zh = as_served(served_zh_dir, chinese_backend(settings))
+        served_zh = as_served(settings, served_zh_dir, chinese_backend(settings))
         ours = accuracy(
             predict_in_server_batches(served_zh, zh.test.texts, settings.max_batch_size), zh.test.labels
         )
         served_zh_name = f"{served_zh.version} ({served_zh.kind}, {served_zh.backend})"
         rows.append(("chinese", "served", ours, len(zh.test)))
-        for backend in filter(None, args.zh_backends.split(",")):
-            candidate = as_served(served_zh_dir, cast(Backend, backend))
+        for backend in zh_backends:
+            candidate = as_served(settings, served_zh_dir, cast(Backend, backend))
             began = time.perf_counter()
             probs = predict_in_server_batches(candidate, zh.test.texts, settings.max_batch_size)
             speed = len(zh.test) / (time.perf_counter() - began)
@@ -188,26 +194,54 @@ def main() -> None:
             "zh_margin_points": round(100 * (ours - theirs), 2),
         }
     )
-    write_table(rows, results, frozen, finetuned, served, served_zh_name)
+    return f"chinese: {served_zh_name}"
 
 
-def write_table(
-    rows: list[tuple[str, str, float, int]],
-    results: dict[str, float],
-    frozen: NetworkModel,
-    finetuned: NetworkModel | None,
-    served: NetworkModel,
-    served_zh_name: str,
-) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", default=os.environ.get("CRM_SENTIMENT_DATA_DIR", "var/sentiment"))
+    parser.add_argument(
+        "--zh-backends",
+        default="",
+        help="Comma-separated CPU backends (e.g. torch,int8,onnx-int8) to also score the served Chinese "
+        "network ensemble in, with texts/s, for choosing CRM_SENTIMENT_ZH_CPU_BACKEND.",
+    )
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
+        "--english-only",
+        action="store_true",
+        help="Score the English sets only and keep the Chinese figures of the results file's previous run "
+        "(marked zh_carried_over), e.g. on a machine where the Chinese fine-tune has not been trained.",
+    )
+    only.add_argument(
+        "--chinese-only",
+        action="store_true",
+        help="Score the Chinese split only and keep the English figures of the results file's previous run "
+        "(marked english_carried_over), e.g. on a machine where the English fine-tune has not been trained.",
+    )
+    args = parser.parse_args()
+    configure_logging("WARNING", json=False)
+    settings = get_settings().model_copy(update={"data_dir": args.data_dir})
+    rows: list[Row] = []
+    results: dict[str, float] = {}
+    footer: list[str] = []
+    if args.chinese_only:
+        carry_over(False, results, footer)
+    else:
+        footer.append(score_english(settings, rows, results))
+    if args.english_only:
+        carry_over(True, results, footer)
+    else:
+        footer.append(score_chinese(settings, list(filter(None, args.zh_backends.split(","))), rows, results))
+    write_table(rows, results, footer)
+
+
+def write_table(rows: list[Row], results: dict[str, float], footer: list[str]) -> None:
     results["vader_finefood_acc"] = results.get("vader_finefood_acc", float("nan"))
     print(f"\n{'test set':<18}{'model':<28}{'accuracy':>9}{'n':>7}")
     for name, model, acc, n in rows:
         print(f"{name:<18}{model:<28}{acc:>9.4f}{n:>7}")
-    print(
-        f"\nfrozen: {frozen.version}  fine-tuned: {finetuned.version if finetuned else 'none (run crm sentiment train)'}"
-        f"  served: {served.version} ({served.kind}, {served.backend}, n-gram weight {served.ngram_weight})"
-        f"  chinese: {served_zh_name}"
-    )
+    print("\n" + "  ".join(footer))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"wrote {RESULTS}")

@@ -48,6 +48,9 @@ ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE, KIND_ZH_ENSEMBLE)
 # English networks and their ensembles, whichever base they were fine-tuned from.
 ENGLISH_FINETUNED_KINDS = (KIND_FINETUNED, KIND_MPNET_FINETUNED)
 ENGLISH_ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE)
+# bench/sentiment_throughput.py's stand-in on a checkout with no fine-tune yet: the base MiniLM with an
+# untrained 2-class head, a fine-tune's architecture and cost. Never picked by the server unless pinned.
+KIND_UNTRAINED_HEAD = "minilm-untrained-head"
 
 # Padded tokens per forward chunk. On the 2-core AVX-512 VNNI CPU, int8 forwards of at most 512 tokens
 # (16 snippets, or 2 long reviews) ran 1.3-1.5x faster than 2048-token ones (their activations stay in
@@ -98,6 +101,23 @@ def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
     tmp = model_dir / "metadata.json.tmp"
     tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True))
     tmp.replace(model_dir / "metadata.json")
+
+
+def save_untrained_head(models_dir: Path) -> Path:
+    """The base MiniLM with an untrained 2-class head, saved once as a model of kind
+    :data:`KIND_UNTRAINED_HEAD` (for timing a server before any fine-tune exists; its labels mean nothing)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = models_dir / KIND_UNTRAINED_HEAD
+    if (path / "metadata.json").exists() and read_metadata(path).get("kind") == KIND_UNTRAINED_HEAD:
+        return path
+    model = AutoModelForSequenceClassification.from_pretrained(str(base_model_path()), num_labels=2)
+    model.save_pretrained(str(path))
+    AutoTokenizer.from_pretrained(str(base_model_path())).save_pretrained(str(path))
+    write_metadata(
+        path, {"kind": KIND_UNTRAINED_HEAD, "version": path.name, "max_length": 128, "created_at": ""}
+    )
+    return path
 
 
 def list_models(models_dir: Path, *kinds: str) -> list[Path]:
@@ -459,7 +479,7 @@ def load_network(
         head = np.load(model_dir / "head.npz")
         net = build_frozen_net(AutoModel.from_pretrained(str(base)), head["coef"], head["intercept"])
         tokenizer = load_tokenizer(base)
-    elif meta["kind"] in FINETUNED_KINDS:
+    elif meta["kind"] in (*FINETUNED_KINDS, KIND_UNTRAINED_HEAD):
         net = build_classifier_net(AutoModelForSequenceClassification.from_pretrained(str(model_dir)))
         tokenizer = load_tokenizer(model_dir)
     else:

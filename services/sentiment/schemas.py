@@ -45,7 +45,7 @@ class ModelInfo(BaseModel):
     kind: str = Field(
         description="English: mpnet-ngram-ensemble / minilm-ngram-ensemble (the fine-tuned MPNet or "
         "MiniLM averaged with a word n-gram NB-LR), mpnet-finetuned / minilm-finetuned, minilm-frozen-lr "
-        "(first start); Chinese: zh-e5-ngram-ensemble, zh-e5-finetuned or zh-char-ngram-lr (first start)."
+        "(first start), minilm-untrained-head (the throughput bench's stand-in, only when pinned); Chinese: zh-e5-ngram-ensemble, zh-e5-finetuned or zh-char-ngram-lr (first start)."
     )
     backend: str = Field(description="How the network runs (for an ensemble: its network's backend).")
     device: str

@@ -236,3 +236,25 @@ def test_a_resumed_fine_tune_counts_the_training_time_of_the_run_it_resumes(tmp_
     assert again["hyperparameters"]["steps_done"] == first["hyperparameters"]["steps_done"] == 5
     assert first["train_seconds"] > 0
     assert again["train_seconds"] >= 0.9 * first["train_seconds"]
+
+
+def test_the_throughput_benchs_untrained_stand_in_loads_when_pinned_and_is_never_served_unpinned(
+    tmp_path: Path,
+) -> None:
+    from services.sentiment.model import KIND_UNTRAINED_HEAD, load_network, save_untrained_head
+    from services.sentiment.service import english_model_dir
+    from services.sentiment.settings import SentimentSettings
+
+    path = save_untrained_head(tmp_path / "models")
+    model = load_network(path, backend="torch", threads=1)
+    probs = model.predict_proba(["A wonderful film.", "Stale and broken on arrival."])
+
+    assert (model.kind, model.version) == (KIND_UNTRAINED_HEAD, path.name)
+    assert probs.shape == (2,)
+    assert bool(((probs >= 0) & (probs <= 1)).all())
+    saved = (path / "metadata.json").stat().st_mtime_ns
+    assert save_untrained_head(tmp_path / "models") == path
+    assert (path / "metadata.json").stat().st_mtime_ns == saved  # saved once, then reused
+    settings = SentimentSettings(data_dir=str(tmp_path), consume_events=False)
+    assert english_model_dir(settings) is None  # its labels mean nothing: only a pinned version serves it
+    assert english_model_dir(settings.model_copy(update={"model_version": path.name})) == path
