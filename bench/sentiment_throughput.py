@@ -261,9 +261,9 @@ def main() -> None:
     sets = data.english_datasets(data_dir)
     pool = [t for ds in sets for t in ds.test.texts]
     rng = np.random.default_rng(0)
-    # The model reads max_length tokens; clip so no text trips the service's length limit.
-    # More texts than are held out (a GPU run wants tens of thousands) go round the pool again; the server
-    # keeps no per-text cache, so a repeated text costs what it did the first time.
+    # The model reads max_length tokens; clip so no text trips the service's length limit. More texts than
+    # are held out (a GPU run wants tens of thousands) go round the pool again; the server keeps no
+    # per-text cache, so a repeated text costs what it did the first time.
     order = rng.permutation(len(pool))
     texts = [pool[order[i % len(pool)]][:2000] for i in range(args.texts)]
     # Other held-out texts, run through every contender before it is timed: first forwards of new input
