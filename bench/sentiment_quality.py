@@ -45,7 +45,7 @@ from services.sentiment.model import (
     predict_in_server_batches,
     read_metadata,
 )
-from services.sentiment.service import chinese_backend, chinese_model_dir, english_model_dir
+from services.sentiment.service import chinese_model_dir, english_model_dir
 from services.sentiment.settings import SentimentSettings, get_settings
 from services.sentiment.training import accuracy, train_chinese, train_first_start
 from shared.logging import configure_logging
@@ -170,7 +170,7 @@ def score_chinese(
         zh_network = accuracy(load_network(zh_network_dir).predict_proba(zh.test.texts), zh.test.labels)
         rows.append(("chinese", "fine-tuned e5 alone", zh_network, len(zh.test)))
         results["finetuned_zh_acc"] = round(zh_network, 4)
-        served_zh = as_served(settings, served_zh_dir, chinese_backend(settings))
+        served_zh = as_served(settings, served_zh_dir, settings.zh_cpu_backend)
         ours = accuracy(
             predict_in_server_batches(served_zh, zh.test.texts, settings.max_batch_size), zh.test.labels
         )

@@ -48,6 +48,8 @@ ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE, KIND_ZH_ENSEMBLE)
 # English networks and their ensembles, whichever base they were fine-tuned from.
 ENGLISH_FINETUNED_KINDS = (KIND_FINETUNED, KIND_MPNET_FINETUNED)
 ENGLISH_ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE)
+# The network :func:`auto_cpu_backend` resolves ``auto`` for, by kind (any other: ``"en"``).
+AUTO_BACKEND_NETWORK = {KIND_MPNET_FINETUNED: "mpnet", KIND_ZH_FINETUNED: "zh"}
 # bench/sentiment_throughput.py's stand-in on a checkout with no fine-tune yet: the base MiniLM with an
 # untrained 2-class head, a fine-tune's architecture and cost. Never picked by the server unless pinned.
 KIND_UNTRAINED_HEAD = "minilm-untrained-head"
@@ -484,8 +486,8 @@ def load_network(
         tokenizer = load_tokenizer(model_dir)
     else:
         raise ValueError(f"{model_dir} holds a {meta['kind']!r} model, not a network one")
-    if backend == "auto" and meta["kind"] == KIND_MPNET_FINETUNED:
-        backend = auto_cpu_backend("mpnet")
+    if backend == "auto":  # resolved for the network it loads: some lose accuracy in torch int8
+        backend = auto_cpu_backend(AUTO_BACKEND_NETWORK.get(meta["kind"], "en"))
     net, used_backend, dtype = _prepare(net, device, backend, model_dir, threads)
     return NetworkModel(
         version=str(meta["version"]),

@@ -25,7 +25,6 @@ from services.sentiment.model import (
     Backend,
     ChineseModel,
     NetworkModel,
-    auto_cpu_backend,
     detect_language,
     list_models,
     load_chinese,
@@ -173,12 +172,6 @@ def chinese_model_dir(settings: SentimentSettings) -> Path | None:
     )
 
 
-def chinese_backend(settings: SentimentSettings) -> Backend:
-    """The Chinese network's CPU backend: ``CRM_SENTIMENT_ZH_CPU_BACKEND``, ``auto`` resolved for it."""
-    backend = settings.zh_cpu_backend
-    return auto_cpu_backend("zh") if backend == "auto" else backend
-
-
 def model_workers(settings: SentimentSettings) -> int:
     """How many English batches run at once (``CRM_SENTIMENT_MODEL_WORKERS``). Torch on CUDA or with
     every core per forward gains nothing from more than one, so only the ONNX backends use several."""
@@ -214,7 +207,7 @@ def load_engine(settings: SentimentSettings) -> SentimentEngine:
     if read_metadata(zh_dir)["kind"] == KIND_CHINESE:
         chinese: NetworkModel | ChineseModel = load_chinese(zh_dir)
     else:
-        chinese = network(zh_dir, chinese_backend(settings))
+        chinese = network(zh_dir, settings.zh_cpu_backend)
     log.info(
         "sentiment_models_loaded",
         english=english.version,
