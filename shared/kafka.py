@@ -15,6 +15,7 @@ Guarantees of :class:`EventConsumer`:
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -288,8 +289,66 @@ def _typed_events() -> TypeAdapter[Any]:
     )
 
 
-def parse_record(value: bytes | None) -> tuple[CloudEvent, BaseModel]:
-    """Parse a record's value into its envelope and payload, or raise :class:`_Poison`."""
+# The CloudEvents Kafka protocol binding (v1.0.2): in binary content mode the attributes travel as
+# ``ce_<attribute>`` headers, ``datacontenttype`` as the ``content-type`` header and the value is the data
+# alone; in structured mode the value is the whole event (``content-type: application/cloudevents+json``,
+# or no header at all, which is how the fleet and most producers send).
+CE_HEADER_PREFIX = "ce_"
+CONTENT_TYPE_HEADER = "content-type"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents"
+
+
+def binary_mode_document(value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> bytes | None:
+    """The structured JSON document of a binary-mode record, or None when the record is in structured mode.
+
+    Binary mode is chosen as the binding says: a ``ce_specversion`` header and a ``content-type`` that is
+    not ``application/cloudevents...``. Raises :class:`_Poison` when the headers or the data cannot make
+    an event (payloads are JSON objects, so data of a non-JSON content type cannot be one)."""
+    attributes: dict[str, str] = {}
+    content_type: str | None = None
+    for name, raw in headers:
+        key = name.lower()
+        if key == CONTENT_TYPE_HEADER:
+            content_type = _header_text(name, raw)
+        elif key.startswith(CE_HEADER_PREFIX) and len(key) > len(CE_HEADER_PREFIX):
+            attributes[key[len(CE_HEADER_PREFIX) :]] = _header_text(name, raw)
+    if "specversion" not in attributes:
+        return None
+    if content_type is not None and content_type.lower().startswith(STRUCTURED_CONTENT_TYPE):
+        return None
+    document: dict[str, Any] = dict(attributes)
+    if content_type is not None:
+        document["datacontenttype"] = content_type
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            raise _Poison(
+                DeadLetterReason.INVALID_PAYLOAD,
+                f"binary-mode data is {media!r}; event payloads are JSON (content-type application/json)",
+            )
+    if value is None:
+        raise _Poison(DeadLetterReason.INVALID_PAYLOAD, "binary-mode record has no data")
+    try:
+        # Parsed apart from the attributes, so nothing in the data can stand for an attribute.
+        document["data"] = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Poison(DeadLetterReason.INVALID_JSON, f"binary-mode data is not JSON: {exc}") from exc
+    return json.dumps(document).encode()
+
+
+def _header_text(name: str, raw: bytes | None) -> str:
+    try:
+        return (raw or b"").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Poison(DeadLetterReason.INVALID_ENVELOPE, f"header {name} is not UTF-8") from exc
+
+
+def parse_record(
+    value: bytes | None, headers: Sequence[tuple[str, bytes | None]] = ()
+) -> tuple[CloudEvent, BaseModel]:
+    """Parse a record (structured or binary content mode) into its envelope and payload, or raise
+    :class:`_Poison`."""
+    if headers:
+        value = binary_mode_document(value, headers) or value
     if value is None:
         raise _Poison(DeadLetterReason.INVALID_JSON, "record has no value")
     try:
@@ -449,7 +508,14 @@ class EventConsumer:
             topic, partition = tp.topic, tp.partition
             for message in messages:
                 value = message.value
+                raw = value
                 try:
+                    if message.headers:  # rare: most producers send structured mode without headers
+                        binary = binary_mode_document(value, message.headers)
+                        if binary is not None:
+                            # The record's value is only the data: handlers that reuse the raw bytes
+                            # (republishing) must rebuild the event instead.
+                            value, raw = binary, None
                     if value is None:
                         raise _Poison(DeadLetterReason.INVALID_JSON, "record has no value")
                     typed = validate(value)
@@ -462,7 +528,7 @@ class EventConsumer:
                     continue
                 if wanted is not None and typed.type not in wanted:
                     continue  # a known type this group does not act on
-                batch.append(InboundEvent(typed, typed.data, topic, partition, message.offset, value))
+                batch.append(InboundEvent(typed, typed.data, topic, partition, message.offset, raw))
         if batch:
             self._apply(batch)
         if self._dead_lettered != dead_lettered and self._dead_letters is not None:
@@ -537,7 +603,15 @@ class EventConsumer:
 
     def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         self._send_dead_letter(
-            message.topic, message.partition, message.offset, message.value, message.key, reason, detail
+            message.topic,
+            message.partition,
+            message.offset,
+            message.value,
+            message.key,
+            reason,
+            detail,
+            # A binary-mode event's attributes are its headers: the dead letter keeps them.
+            original_headers=message.headers,
         )
 
     def _send_dead_letter(
@@ -549,6 +623,7 @@ class EventConsumer:
         key: bytes | None,
         reason: str,
         detail: str,
+        original_headers: Sequence[tuple[str, bytes | None]] | None = None,
     ) -> None:
         assert self._dead_letters is not None
         headers = [
@@ -558,6 +633,7 @@ class EventConsumer:
             (DLQ_PARTITION, str(partition).encode()),
             (DLQ_OFFSET, str(offset).encode()),
             (DLQ_GROUP, self.group_id.encode()),
+            *((name, raw or b"") for name, raw in original_headers or () if not name.startswith("crm-")),
         ]
         self._dead_letters.publish_raw(dead_letter_topic(topic), value or b"", key or None, headers)
         self._dead_lettered += 1
