@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from shared.contracts import events as ev
+from shared.contracts.catalog import ItemUpdated
 
 
 class Topic(StrEnum):
@@ -25,6 +26,7 @@ class Topic(StrEnum):
     CUSTOMER_ERASED = "crm.customer.erased.v1"
     RECOMMENDATION_REACTION = "crm.recommendation.reaction.v1"
     ACTION_REACTION = "crm.action.reaction.v1"
+    ITEM_UPDATED = "crm.catalog.item_updated.v1"
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -58,6 +60,7 @@ class EventTypeName(StrEnum):
     CUSTOMER_ERASED = "crm.customer_erased.v1"
     RECOMMENDATION_REACTION = "crm.recommendation_reaction.v1"
     NEXT_BEST_ACTION_REACTION = "crm.next_best_action_reaction.v1"
+    ITEM_UPDATED = "crm.item_updated.v1"
 
 
 T = EventTypeName
@@ -118,6 +121,12 @@ EVENT_TYPES: dict[str, EventType] = {
             Topic.ACTION_REACTION,
             "A customer accepted, rejected or ignored a next-best-action.",
         ),
+        EventType(
+            T.ITEM_UPDATED,
+            ItemUpdated,
+            Topic.ITEM_UPDATED,
+            "An item of the catalog: its name and categories.",
+        ),
     )
 }
 
@@ -131,6 +140,7 @@ class TopicInfo:
     description: str
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
+    key: str = "customer id"
 
 
 TOPICS: dict[Topic, TopicInfo] = {
@@ -163,6 +173,12 @@ TOPICS: dict[Topic, TopicInfo] = {
         "Impressions and clicks on recommendations.", ("gateway",), ("recsys", "gateway")
     ),
     Topic.ACTION_REACTION: TopicInfo("Reactions to next-best-actions.", ("gateway",), ("churn", "gateway")),
+    Topic.ITEM_UPDATED: TopicInfo(
+        "The item catalog: names and categories, shown wherever an item is. Key: the item id.",
+        ("external systems", "crm replay"),
+        ("recsys",),
+        key="item id",
+    ),
 }
 
 
