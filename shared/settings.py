@@ -6,11 +6,35 @@ Each service defines one ``BaseSettings`` subclass with the env prefix ``CRM_<SE
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values of secrets that are public (in this repository: the compose file, the k8s placeholders, the fleet's
+# dev keys). A service with environment=prod refuses them.
+_PUBLIC_SECRET_MARKERS = ("change-me", "changeme", "change_me", "dev-only")
+_DEV_KEY_IDS = frozenset({"devadmin", "composeadmin", "changeme"})
+
+
+def is_public_secret(value: str) -> bool:
+    """True for a placeholder or development secret anyone can read in this repository."""
+    lowered = value.lower()
+    if any(marker in lowered for marker in _PUBLIC_SECRET_MARKERS):
+        return True
+    parts = lowered.split("_", 2)
+    return len(parts) == 3 and parts[0] == "crm" and parts[1] in _DEV_KEY_IDS
+
+
+def refuse_public_secret(environment: str, variable: str, secret: SecretStr | None) -> None:
+    """Raise (naming the variable) when a prod service is given a public secret."""
+    if environment == "prod" and secret is not None and is_public_secret(secret.get_secret_value()):
+        raise ValueError(
+            f"{variable} holds a development or placeholder secret, refused with environment=prod: "
+            "set it to a secret of your own"
+        )
 
 
 class KafkaSettings(BaseSettings):
@@ -64,6 +88,41 @@ class KafkaSettings(BaseSettings):
         return servers
 
 
+class EventRules(BaseSettings):
+    """What a valid event is, beyond its schema; shared by every service (prefix ``CRM_EVENTS_``).
+
+    The payload and envelope validators in ``shared.contracts`` read these through
+    :func:`get_event_rules`, so the gateway (422) and every consumer (dead letter) apply the same rules.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CRM_EVENTS_", extra="ignore")
+
+    time_floor: AwareDatetime = Field(
+        default=datetime(1970, 1, 1, tzinfo=UTC),
+        description="Events dated before this are refused. Historical imports need it early; the demo "
+        "data (1997-1998) is well after the default.",
+    )
+    max_future_skew_s: float = Field(
+        default=86_400,
+        ge=0,
+        description="How far past the receiver's clock an event's time may be (clock skew between systems).",
+    )
+    max_amount: float = Field(
+        default=1e9, gt=0, description="Largest order amount or price accepted, in the event's currency."
+    )
+
+    @field_validator("max_amount")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("CRM_EVENTS_MAX_AMOUNT must be a finite number")
+        return value
+
+    @property
+    def time_floor_s(self) -> float:
+        return self.time_floor.timestamp()
+
+
 class ServiceSettings(BaseSettings):
     """Fields every service has. Subclasses set ``env_prefix`` to ``CRM_<SERVICE>_``."""
 
@@ -81,6 +140,13 @@ class ServiceSettings(BaseSettings):
     consume_events: bool = Field(default=True, description="Run the Kafka consumers inside the service.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
+    @model_validator(mode="after")
+    def _check_fleet_wide(self) -> ServiceSettings:
+        prefix = self.model_config.get("env_prefix", "CRM_")
+        refuse_public_secret(self.environment, f"{prefix}INTERNAL_API_KEY", self.internal_api_key)
+        get_event_rules()  # an invalid CRM_EVENTS_* stops the service at start-up, not at its first event
+        return self
+
     @property
     def json_logs(self) -> bool:
         return self.log_json if self.log_json is not None else self.environment != "dev"
@@ -89,3 +155,9 @@ class ServiceSettings(BaseSettings):
 @lru_cache
 def get_kafka_settings() -> KafkaSettings:
     return KafkaSettings()
+
+
+@lru_cache
+def get_event_rules() -> EventRules:
+    """The event rules of this process, read from ``CRM_EVENTS_*`` once (tests: ``cache_clear()``)."""
+    return EventRules()

@@ -17,9 +17,22 @@ import threading
 import time as _time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from shared.settings import get_event_rules
+
+# Printable text only: no control characters (C0, DEL, C1), and none of the invisible format characters
+# that make two ids look alike (zero-width, bidi overrides, BOM). Used for ids, URIs and type names.
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]*$"
 
 # Namespace for ids derived from source records (uuid5), fixed forever.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3a52-5f0e-4c1e-9b7a-2d8c0e7b9a41")
@@ -80,13 +93,21 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=False)
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1, max_length=200)
-    source: str = Field(min_length=1, max_length=500, examples=["/shop/checkout"])
-    type: str = Field(min_length=1, max_length=200, examples=["crm.purchase.v1"])
+    id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=PRINTABLE)] = Field(
+        examples=["/shop/checkout"]
+    )
+    type: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)] = Field(
+        examples=["crm.purchase.v1"]
+    )
     # Kept in the offset it was sent with (no per-event conversion on the consumer hot path);
     # aware datetimes compare by instant, and the fleet's own producers send UTC.
-    time: AwareDatetime = Field(default_factory=utcnow)
-    subject: str | None = Field(
+    time: AwareDatetime = Field(
+        default_factory=utcnow,
+        description="When it happened: after CRM_EVENTS_TIME_FLOOR (1970-01-01) and at most "
+        "CRM_EVENTS_MAX_FUTURE_SKEW_S (one day) past the receiver's clock.",
+    )
+    subject: Annotated[str, StringConstraints(pattern=PRINTABLE)] | None = Field(
         default=None,
         max_length=200,
         description="The canonical customer id once the profile service has resolved the event.",
@@ -94,6 +115,25 @@ class CloudEvent(BaseModel):
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
     data: dict[str, Any]
+    # CloudEvents extension attributes are scalars. Typing them so also bounds how deep an envelope nests
+    # (a deep value would otherwise pass validation and fail later, when it is serialised).
+    __pydantic_extra__: dict[str, str | int | float | bool | None] = Field(init=False)
+
+    @field_validator("time")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        rules = get_event_rules()
+        try:
+            at = value.timestamp()
+        except (OverflowError, OSError) as exc:
+            raise ValueError("time is out of range") from exc
+        if at < rules.time_floor_s:
+            raise ValueError(f"time is before {rules.time_floor.isoformat()} (CRM_EVENTS_TIME_FLOOR)")
+        if at > _time.time() + rules.max_future_skew_s:
+            raise ValueError(
+                f"time is more than {rules.max_future_skew_s:g} s in the future (CRM_EVENTS_MAX_FUTURE_SKEW_S)"
+            )
+        return value
 
     @classmethod
     def new(

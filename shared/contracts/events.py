@@ -8,13 +8,53 @@ A breaking change to a payload gets a new model and type (``.v2``), never an edi
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+from shared.contracts.envelope import PRINTABLE
+from shared.settings import get_event_rules
+
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)
+]
+# Free text keeps tabs and line breaks; other control characters (NUL, BEL, ...) are refused.
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=20_000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+TraitName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
+# How deep a free-form value (an identify event's traits) may nest.
+MAX_TRAIT_DEPTH = 16
+
+
+def _bounded_amount(value: float) -> float:
+    limit = get_event_rules().max_amount
+    if not value <= limit:  # also refuses NaN
+        raise ValueError(f"must be a finite number at most {limit:g} (CRM_EVENTS_MAX_AMOUNT)")
+    return value
+
+
+Amount = Annotated[
+    float,
+    Field(ge=0, allow_inf_nan=False, description="Bounded by CRM_EVENTS_MAX_AMOUNT (1e9)."),
+    AfterValidator(_bounded_amount),
+]
+
+
+def _shallow(value: dict[str, Any]) -> dict[str, Any]:
+    """Traits nest at most :data:`MAX_TRAIT_DEPTH` levels and hold finite numbers only."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_TRAIT_DEPTH:
+                raise ValueError(f"traits nest deeper than {MAX_TRAIT_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("traits hold a number that is not finite")
+    return value
 
 
 class Payload(BaseModel):
@@ -27,7 +67,14 @@ class CustomerRef(Payload):
     customer_id: Identifier | None = None
     anonymous_id: Identifier | None = Field(default=None, description="Device, cookie or session id.")
     email: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+        Annotated[
+            str,
+            StringConstraints(
+                strip_whitespace=True,
+                max_length=320,
+                pattern=r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$",
+            ),
+        ]
         | None
     ) = None
     phone: (
@@ -72,7 +119,7 @@ class Interaction(Payload):
 class Identify(Interaction):
     """Links the given identifiers to one customer and sets traits (name, age, city, ...)."""
 
-    traits: dict[str, Any] = Field(default_factory=dict)
+    traits: Annotated[dict[TraitName, Any], AfterValidator(_shallow)] = Field(default_factory=dict)
 
 
 class ProductView(Interaction):
@@ -82,19 +129,19 @@ class ProductView(Interaction):
 class AddToCart(Interaction):
     item_id: Identifier
     quantity: int = Field(default=1, ge=1, le=10_000)
-    price: float | None = Field(default=None, ge=0)
+    price: Amount | None = None
 
 
 class PurchaseItem(Payload):
     item_id: Identifier
     quantity: int = Field(default=1, ge=1, le=100_000)
-    price: float = Field(ge=0, description="Unit price in the purchase currency.")
+    price: Amount = Field(description="Unit price in the purchase currency.")
 
 
 class Purchase(Interaction):
     order_id: Identifier
     items: list[PurchaseItem] = Field(default_factory=list, max_length=1000)
-    amount: float = Field(ge=0, description="Order total in `currency`.")
+    amount: Amount = Field(description="Order total in `currency`.")
     currency: Currency = "USD"
 
 
@@ -107,13 +154,13 @@ class Review(Interaction):
     item_id: Identifier | None = None
     text: Text
     stars: int | None = Field(default=None, ge=1, le=5)
-    language: Annotated[str, StringConstraints(max_length=8)] | None = None
+    language: Annotated[str, StringConstraints(max_length=8, pattern=PRINTABLE)] | None = None
 
 
 class SupportMessage(Interaction):
     text: Text
     ticket_id: Identifier | None = None
-    language: Annotated[str, StringConstraints(max_length=8)] | None = None
+    language: Annotated[str, StringConstraints(max_length=8, pattern=PRINTABLE)] | None = None
 
 
 class ConsentChanged(Interaction):
