@@ -6,6 +6,12 @@ derived from the source rows, so replaying twice applies nothing twice.
 * MovieLens 100k: each user becomes an identify event (demographics as traits) at their first rating;
   each rating a ``crm.rating.v1`` event (optionally preceded by a ``crm.product_view.v1``).
 * CDNOW: each transaction a ``crm.purchase.v1`` event with its amount (the data names no items).
+* The MovieLens catalog (``u.item``): one ``crm.item_updated.v1`` per movie (title, year, genres).
+
+One clock: the fleet measures recency, churn and CLV against the wall clock, as a live shop does. Given
+``now``, a replay shifts every event of a data set by the same whole number of days so that the data set's
+newest event lands within the day before ``now`` (``crm up`` does this for the demo). Ids are derived from
+the source rows, not the shifted times, so a later replay is still recognised as the same events.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from datetime import UTC, datetime, timedelta
 from tqdm import tqdm
 
 from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id
+from shared.contracts.catalog import ItemUpdated
 from shared.contracts.events import CustomerRef, Identify, ProductView, Purchase, Rating
-from shared.datasets import cdnow_transactions, movielens_ratings, movielens_users
+from shared.datasets import cdnow_transactions, movielens_items, movielens_ratings, movielens_users
 from shared.kafka import EventPublisher
 
 SOURCE_MOVIELENS = "/replay/movielens-100k"
@@ -46,10 +53,32 @@ class ReplayEvent:
     key: str
 
 
+def time_shift(newest: datetime, now: datetime | None) -> timedelta:
+    """Whole days that move ``newest`` to within the day before ``now`` (zero when ``now`` is None).
+
+    Whole days keep each event's time of day and weekday, and every purchase on its own calendar day."""
+    if now is None:
+        return timedelta(0)
+    return timedelta(days=(now - newest) // timedelta(days=1))
+
+
+def movielens_newest() -> datetime:
+    """The time of the newest MovieLens rating: the data set's "now"."""
+    return max(r.time for r in movielens_ratings())
+
+
+def cdnow_newest(sample: bool = False) -> datetime:
+    """Noon of the newest CDNOW purchase day (purchases are replayed at noon)."""
+    day = max(t.day for t in cdnow_transactions(sample))
+    return datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+
+
 def movielens_events(
-    *, users: Iterable[str] | None = None, with_views: bool = False
+    *, users: Iterable[str] | None = None, with_views: bool = False, now: datetime | None = None
 ) -> Iterator[ReplayEvent]:
-    """Identify + rating (+ view) events for the chosen MovieLens user ids (all when None), time-ordered."""
+    """Identify + rating (+ view) events for the chosen MovieLens user ids (all when None), time-ordered;
+    with ``now``, shifted so that the data set's newest rating lands just before it."""
+    shift = time_shift(movielens_newest(), now)
     wanted = set(users) if users is not None else None
     ratings = sorted(
         (r for r in movielens_ratings() if wanted is None or r.user_id in wanted),
@@ -60,7 +89,8 @@ def movielens_events(
     for rating in ratings:
         customer_id = movielens_customer_id(rating.user_id)
         customer = CustomerRef(customer_id=customer_id)
-        at = rating.time
+        at = rating.time  # ids come from the source row's own time; the event carries the shifted one
+        when = at + shift
         if rating.user_id not in identified:
             identified.add(rating.user_id)
             person = people.get(rating.user_id)
@@ -81,7 +111,7 @@ def movielens_events(
                     Identify(customer=customer, channel="web", traits=traits),
                     source=SOURCE_MOVIELENS,
                     id=stable_event_id("movielens", "identify", rating.user_id, at=at - timedelta(seconds=1)),
-                    time=at - timedelta(seconds=1),
+                    time=when - timedelta(seconds=1),
                 ),
                 customer_id,
             )
@@ -96,7 +126,7 @@ def movielens_events(
                     id=stable_event_id(
                         "movielens", "view", rating.user_id, rating.item_id, rating.timestamp, at=at
                     ),
-                    time=at,
+                    time=when,
                 ),
                 customer_id,
             )
@@ -109,14 +139,52 @@ def movielens_events(
                 id=stable_event_id(
                     "movielens", "rating", rating.user_id, rating.item_id, rating.timestamp, at=at
                 ),
-                time=at,
+                time=when,
             ),
             customer_id,
         )
 
 
-def cdnow_events(*, sample: bool = False, customers: Iterable[str] | None = None) -> Iterator[ReplayEvent]:
-    """One purchase event per CDNOW transaction, time-ordered (the file is per customer)."""
+def movielens_catalog_events(*, now: datetime | None = None) -> Iterator[ReplayEvent]:
+    """One ``crm.item_updated.v1`` per MovieLens movie (title with year, genres), dated the day before the
+    first rating (shifted like :func:`movielens_events` with the same ``now``), so the catalog comes first."""
+    first = min(r.time for r in movielens_ratings())
+    at = first - timedelta(days=1)
+    when = at + time_shift(movielens_newest(), now)
+    for movie in movielens_items():
+        item_id = movielens_item_id(movie.item_id)
+        # ml-100k spells its one untitled movie "unkonwn", with "unknown" as its only genre.
+        known = movie.title not in {"unkonwn", "unknown"}
+        year = movie.year if movie.year.isdigit() else None
+        name = (
+            (f"{movie.title} ({year})" if year else movie.title)
+            if known
+            else f"unknown movie {movie.item_id}"
+        )
+        yield ReplayEvent(
+            Topic.ITEM_UPDATED,
+            CloudEvent.new(
+                EventTypeName.ITEM_UPDATED,
+                ItemUpdated(
+                    item_id=item_id,
+                    name=name,
+                    categories=[g for g in movie.genres if g != "unknown"],
+                    attributes={"year": int(year)} if year else {},
+                ),
+                source=SOURCE_MOVIELENS,
+                id=stable_event_id("movielens", "item", movie.item_id, at=at),
+                time=when,
+            ),
+            item_id,
+        )
+
+
+def cdnow_events(
+    *, sample: bool = False, customers: Iterable[str] | None = None, now: datetime | None = None
+) -> Iterator[ReplayEvent]:
+    """One purchase event per CDNOW transaction, time-ordered (the file is per customer); with ``now``,
+    shifted so that the data set's newest purchase lands just before it."""
+    shift = time_shift(cdnow_newest(sample), now)
     wanted = set(customers) if customers is not None else None
     rows = [t for t in cdnow_transactions(sample) if wanted is None or t.customer_id in wanted]
     order_number: dict[tuple[str, str], int] = {}
@@ -147,7 +215,7 @@ def cdnow_events(*, sample: bool = False, customers: Iterable[str] | None = None
                 ),
                 source=SOURCE_CDNOW,
                 id=stable_event_id("cdnow", order_id, at=at),
-                time=at,
+                time=at + shift,
             ),
             customer_id,
         )
