@@ -202,6 +202,9 @@ async def ingest_events(
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        # The parser's recursion guard: a client error, answered like any other (no traceback logged).
+        raise InvalidRequest("body nests too deeply to be an event or a batch of events") from exc
     items = raw if isinstance(raw, list) else [raw]
     if not items:
         raise InvalidRequest("the batch is empty")
