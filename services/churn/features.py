@@ -4,8 +4,8 @@ One function, :func:`customer_features`, computes a customer's features from the
 up to ``as_of`` (events after it are ignored), for training snapshots and for online scoring alike, so
 serving sees exactly what training saw. Times are in days (float, since the Unix epoch).
 
-"As of" in the online service is the latest event time the service has seen (or the configured
-``CRM_CHURN_AS_OF``), never the wall clock: replayed data sets have event times in 1997-98.
+"As of" in the online service is the wall clock, the fleet's one clock (or the configured
+``CRM_CHURN_AS_OF``); replays of historical data shift it to end now (``shared.replay``).
 """
 
 from __future__ import annotations

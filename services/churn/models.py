@@ -71,6 +71,20 @@ class TraitRow(Base):
     clv: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class ConsentRow(Base):
+    """A customer's latest consent decision per purpose (event time), kept per original customer id so a
+    merge can be undone; a merged customer's decisions count for the survivor."""
+
+    __tablename__ = "churn_consent"
+
+    origin_customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(50), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    time: Mapped[float] = mapped_column(Float)
+    event_id: Mapped[str] = mapped_column(String(200))
+
+
 class MetaRow(Base):
     __tablename__ = "churn_meta"
 

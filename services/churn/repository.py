@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from services.churn.features import Activity
 from services.churn.models import (
     ActivityRow,
+    ConsentRow,
     MetaRow,
     ReactionRow,
     RuleRow,
@@ -189,21 +190,46 @@ def set_segment(session: Session, customer_id: str, segment_id: str, name: str, 
         session.delete(row)
 
 
+def set_consent(
+    session: Session, customer_id: str, purpose: str, granted: bool, time: float, event_id: str
+) -> None:
+    """Record a consent decision unless a later one (by event time) is already known."""
+    row = session.get(ConsentRow, (customer_id, purpose))
+    if row is None:
+        session.add(ConsentRow(origin_customer_id=customer_id, purpose=purpose, customer_id=customer_id,
+                               granted=granted, time=time, event_id=event_id))  # fmt: skip
+    elif time >= row.time:
+        row.granted, row.time, row.event_id = granted, time, event_id
+
+
+def consent(session: Session, customer_id: str, purpose: str) -> tuple[bool, float] | None:
+    """The customer's latest decision for the purpose (theirs or a merged profile's): (granted, time)."""
+    row = session.execute(
+        select(ConsentRow.granted, ConsentRow.time)
+        .where(ConsentRow.customer_id == customer_id, ConsentRow.purpose == purpose)
+        .order_by(ConsentRow.time.desc())
+        .limit(1)
+    ).first()
+    return (bool(row.granted), float(row.time)) if row is not None else None
+
+
 def erase_customer(session: Session, customer_id: str) -> None:
     """Forget the customer everywhere, including events that were merged into someone else."""
-    session.execute(
-        delete(ActivityRow).where(
-            or_(ActivityRow.customer_id == customer_id, ActivityRow.origin_customer_id == customer_id)
+    for origin_table in (ActivityRow, ConsentRow):
+        session.execute(
+            delete(origin_table).where(
+                or_(origin_table.customer_id == customer_id, origin_table.origin_customer_id == customer_id)
+            )
         )
-    )
     for table in (ScoreRow, SegmentRow, TraitRow, ReactionRow):
         session.execute(delete(table).where(table.customer_id == customer_id))
 
 
 def merge_customers(session: Session, survivor_id: str, merged_id: str) -> None:
-    session.execute(
-        update(ActivityRow).where(ActivityRow.customer_id == merged_id).values(customer_id=survivor_id)
-    )
+    for origin_table in (ActivityRow, ConsentRow):
+        session.execute(
+            update(origin_table).where(origin_table.customer_id == merged_id).values(customer_id=survivor_id)
+        )
     session.execute(delete(ScoreRow).where(ScoreRow.customer_id == merged_id))
     for row in list(session.scalars(select(SegmentRow).where(SegmentRow.customer_id == merged_id))):
         set_segment(session, survivor_id, row.segment_id, row.segment_name, True)
@@ -214,11 +240,12 @@ def merge_customers(session: Session, survivor_id: str, merged_id: str) -> None:
 
 
 def unmerge_customers(session: Session, survivor_id: str, merged_id: str) -> None:
-    session.execute(
-        update(ActivityRow)
-        .where(ActivityRow.customer_id == survivor_id, ActivityRow.origin_customer_id == merged_id)
-        .values(customer_id=merged_id)
-    )
+    for origin_table in (ActivityRow, ConsentRow):
+        session.execute(
+            update(origin_table)
+            .where(origin_table.customer_id == survivor_id, origin_table.origin_customer_id == merged_id)
+            .values(customer_id=merged_id)
+        )
 
 
 def has_activity(session: Session, customer_id: str) -> bool:

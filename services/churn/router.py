@@ -55,6 +55,7 @@ def to_schema(scored: Scored) -> ChurnScore:
         base_value=scored.base_value,
         other_weight=scored.other_weight,
         next_best_action=scored.next_best_action,
+        actions_withheld=scored.actions_withheld,
         value=scored.value,
         value_source=scored.value_source,
         model_version=scored.model_version,
@@ -103,13 +104,13 @@ def model_info(request: Request, service: ServiceDep) -> ModelInfo:
 
 @router.post("/churn/rescore", response_model=RescoreResult)
 def rescore_all(request: Request, service: ServiceDep) -> RescoreResult:
-    """Rescore every customer as of the latest event time and emit the band changes (run it periodically)."""
+    """Rescore every customer as of now and emit the band changes (run it periodically)."""
     result = service.rescore_all(request.app.state.runtime.session_factory)
     as_of = result["as_of"]
     return RescoreResult(
         customers=int(result["customers"]),
         band_changes=int(result["band_changes"]),
-        as_of=from_days(as_of).isoformat() if as_of else None,
+        as_of=from_days(as_of).isoformat(),
     )
 
 
@@ -125,7 +126,7 @@ def reload_models(request: Request, service: ServiceDep) -> ModelInfo:
 
 @router.get("/churn/{customer_id}", response_model=ChurnScore)
 def churn_for_customer(customer_id: str, session: SessionDep, service: ServiceDep) -> ChurnScore:
-    """A customer's churn probability, band, reasons, trend and next-best-action, as of the latest event time."""
+    """A customer's churn probability, band, reasons, trend and next-best-action, as of now."""
     return to_schema(service.score_customer(session, customer_id))
 
 

@@ -24,6 +24,14 @@ class NextBestAction(BaseModel):
     priority: int
 
 
+class WithheldAction(BaseModel):
+    """A rule that matched but whose action this customer may not receive."""
+
+    rule_id: str
+    action: str
+    reason: str = Field(examples=["marketing consent withdrawn on 2026-11-02"])
+
+
 class ChurnScore(BaseModel):
     customer_id: str
     has_history: bool = Field(
@@ -40,6 +48,10 @@ class ChurnScore(BaseModel):
         description="Sum of the contributions not listed: base_value + reasons + other = raw_score.",
     )
     next_best_action: NextBestAction | None = None
+    actions_withheld: list[WithheldAction] = Field(
+        default_factory=list,
+        description="Higher-priority actions left out, with why (a marketing action without marketing consent).",
+    )
     value: float | None = Field(
         default=None, description="Customer value (CLV when known, else BG/NBD estimate)."
     )

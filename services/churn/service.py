@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from services.churn import bgnbd
 from services.churn import repository as repo
-from services.churn.features import KIND_OF_EVENT_TYPE, Activity, Kind, customer_features, to_days
+from services.churn.features import KIND_OF_EVENT_TYPE, Activity, Kind, customer_features, from_days, to_days
 from services.churn.model import ChurnModel, Reason
 from services.churn.models import RuleRow
 from services.churn.settings import ChurnSettings
@@ -90,6 +90,7 @@ class Scored:
     other_weight: float | None = None
     trend: str = "steady"
     next_best_action: dict[str, Any] | None = None
+    actions_withheld: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,7 +106,8 @@ class ChurnService:
         self.holder = holder
         self.publisher = publisher
         # Hot-path caches: the latest event time only grows; rules change only through this service's
-        # API, which calls invalidate_rules().
+        # API, which calls invalidate_rules(). The latest event time only matters when a sender's clock
+        # runs ahead of ours (see now()).
         self._latest: float | None = None
         self._rules: list[RuleSnapshot] | None = None
         self._clv_known: bool | None = None
@@ -119,12 +121,21 @@ class ChurnService:
             return "medium"
         return "low"
 
-    def as_of(self, session: Session) -> float | None:
+    def as_of(self, session: Session) -> float:
+        """The fleet's one clock, in days: the wall clock (or ``CRM_CHURN_AS_OF``), as the profile's recency
+        and CLV use it. Replayed demo data is shifted to end now, so it reads like a live shop."""
         if self.settings.as_of is not None:
             return to_days(self.settings.as_of)
         if self._latest is None:
             self._latest = repo.latest_event_time(session)
-        return self._latest
+        return self.now(self._latest)
+
+    @staticmethod
+    def now(latest_event: float | None = None) -> float:
+        """The wall clock in days; an event stamped ahead of it (a sender's fast clock) moves it on, so
+        that event counts instead of being "after now"."""
+        wall = to_days(datetime.now(UTC))
+        return wall if latest_event is None else max(wall, latest_event)
 
     def _saw_event_time(self, time: float) -> None:
         if self._latest is None or time > self._latest:
@@ -212,7 +223,7 @@ class ChurnService:
         return out
 
     def score_customer(self, session: Session, customer_id: str) -> Scored:
-        """A fresh score as of now (the latest event time), with trend and next-best-action.
+        """A fresh score as of now (see :meth:`as_of`), with trend and next-best-action.
 
         A customer with no recorded activity gets the defined answer: ``has_history`` false, the model's
         prior churn rate (training base rate) as probability, its band, no reasons, trend "steady"."""
@@ -223,7 +234,7 @@ class ChurnService:
             self.score_histories({customer_id: history}, as_of, self._clvs(session, [customer_id])).get(
                 customer_id
             )
-            if as_of is not None and history
+            if history
             else None
         )
         if scored is None:
@@ -330,21 +341,47 @@ class ChurnService:
     # -- next-best-action ---------------------------------------------------------------------
 
     def next_best_action(self, session: Session, scored: Scored) -> dict[str, Any] | None:
+        """The highest-priority matching rule whose action the customer may receive. Marketing actions
+        (``marketing_actions``) need marketing consent; each one withheld for want of it is listed in
+        ``scored.actions_withheld`` with the reason."""
         rules = self._rules
         if rules is None:
             rules = self._rules = [RuleSnapshot.of(r) for r in repo.rules(session, enabled_only=True)]
         if not rules:
             return None
         segments = set(repo.segments(session, scored.customer_id)) if any(r.segment for r in rules) else set()
+        refusal: str | None = None
+        checked = False
         for rule in rules:
-            if rule_matches(rule, scored, segments):
-                return {
-                    "rule_id": rule.id,
-                    "action": rule.action,
-                    "priority": rule.priority,
-                    "rule_name": rule.name,
-                }
+            if not rule_matches(rule, scored, segments):
+                continue
+            if rule.action in self.settings.marketing_actions:
+                if not checked:
+                    refusal, checked = self.marketing_refusal(session, scored.customer_id), True
+                if refusal is not None:
+                    scored.actions_withheld.append(
+                        {"rule_id": rule.id, "action": rule.action, "reason": refusal}
+                    )
+                    continue
+            return {
+                "rule_id": rule.id,
+                "action": rule.action,
+                "priority": rule.priority,
+                "rule_name": rule.name,
+            }
         return None
+
+    def marketing_refusal(self, session: Session, customer_id: str) -> str | None:
+        """Why the customer may not receive marketing, or None when they may."""
+        decision = repo.consent(session, customer_id, "marketing")
+        if decision is None:
+            if self.settings.marketing_needs_opt_in:
+                return "no marketing consent recorded (CRM_CHURN_MARKETING_NEEDS_OPT_IN)"
+            return None
+        granted, when = decision
+        if granted:
+            return None
+        return f"marketing consent withdrawn on {from_days(when).date().isoformat()}"
 
     def invalidate_rules(self) -> None:
         self._rules = None
@@ -376,12 +413,10 @@ class ChurnService:
             payload = event.payload
             if event.type == EventTypeName.SENTIMENT_SCORED and isinstance(payload, ev.SentimentScored):
                 customer = payload.customer_id
-                # Sentiment is scored now, about an interaction that may be replayed from 1998: clamp its
-                # time to the latest event time so features "as of" that time see it.
+                # Sentiment is scored after the interaction it is about: never count it as "after now".
                 when = to_days(event.envelope.time)
-                known = latest if latest is not None else repo.latest_event_time(session)
-                if known is not None:
-                    when = min(when, known)
+                if self.settings.as_of is not None:
+                    when = min(when, to_days(self.settings.as_of))
                 pending.append(self._row(customer, event.id, Kind.SENTIMENT, when, 0.0, payload.score))
                 touched.add(customer)
                 trigger[customer] = event.id
@@ -397,7 +432,10 @@ class ChurnService:
                         repo.set_clv(session, customer, float(clv))
                         self._clv_known = True
                     continue
-                if kind == Kind.CONSENT:
+                if kind == Kind.CONSENT and isinstance(payload, ev.ConsentChanged):
+                    # Decided by event time, so a replayed or late older decision never overrides a newer one.
+                    repo.set_consent(session, customer, payload.purpose, payload.granted,
+                                     to_days(event.envelope.time), event.id)  # fmt: skip
                     continue
                 when = to_days(event.envelope.time)
                 amount = float(payload.amount) if isinstance(payload, ev.Purchase) else 0.0
@@ -456,10 +494,8 @@ class ChurnService:
         as_of = (
             to_days(self.settings.as_of)
             if self.settings.as_of is not None
-            else repo.latest_event_time(session)
+            else self.now(repo.latest_event_time(session))
         )
-        if as_of is None:
-            return 0
         histories = repo.histories(session, customers)
         scored = self.score_histories(histories, as_of, self._clvs(session, customers))
         states = repo.score_states(session, customers)
@@ -490,7 +526,7 @@ class ChurnService:
         return len(emissions)
 
     def rescore_all(self, session_factory: Any, page: int = 500) -> dict[str, float]:
-        """Rescore every scored customer as of now (the latest event time), one transaction per page, and
+        """Rescore every scored customer as of now (see :meth:`as_of`), one transaction per page, and
         emit band changes: silent customers drift into higher risk without events of their own."""
         after, customers, changed = "", 0, 0
         with session_factory() as session:
@@ -504,7 +540,7 @@ class ChurnService:
                 changed += self.rescore(session, set(ids), trigger)
             customers += len(ids)
             after = ids[-1]
-        return {"customers": customers, "band_changes": changed, "as_of": as_of or 0.0}
+        return {"customers": customers, "band_changes": changed, "as_of": as_of}
 
     def _band_event(
         self, scored: Scored, previous: str | None, trigger: str

@@ -34,8 +34,8 @@ class ChurnSettings(ServiceSettings):
     )
     as_of: datetime | None = Field(
         default=None,
-        description="Fixed 'now' for recency. Unset: the latest event time the service has seen (replayed "
-        "data sets have event times in the past, so the wall clock would make every customer look churned).",
+        description="Fixed 'now' for recency (backtests on historical data). Unset: the wall clock, the one "
+        "clock of the fleet (the profile's recency and CLV use it too); `crm up` shifts the demo data to end now.",
     )
 
     label_days: float = Field(default=90, gt=0, description="Churn label: no activity in the next N days.")
@@ -53,6 +53,16 @@ class ChurnSettings(ServiceSettings):
     clv_horizon_days: float = Field(default=365, gt=0, description="Horizon of the BG/NBD value estimate.")
     rules_file: str | None = Field(
         default=None, description="JSON/YAML rules seeded when no rule exists yet."
+    )
+    marketing_actions: list[str] = Field(
+        default=["retention_offer", "win_back_mail", "engagement_mail"],
+        description="Next-best-actions that are marketing: never offered to a customer whose latest "
+        "crm.consent_changed.v1 for `marketing` withdrew it (a JSON list in the variable).",
+    )
+    marketing_needs_opt_in: bool = Field(
+        default=False,
+        description="True: marketing actions also need a recorded grant (opt-in); false: only a withdrawal "
+        "stops them.",
     )
 
     consumer_group: str = "crm-churn"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 
@@ -21,23 +22,25 @@ from shared.contracts import events as ev
 from shared.kafka import EventPublisher
 from shared.settings import KafkaSettings
 
-T0 = datetime(1997, 2, 1, 12, tzinfo=UTC)
-# Three purchases of one customer: the first, one 200 days later, another the same day.
+# Three purchases of one customer: the first 200 days ago, then two in the last hours. Scores are as of
+# the wall clock (the fleet's one clock).
+T0 = datetime.now(UTC) - timedelta(days=200, hours=3)
 PLAN = [(T0, 15.0), (T0 + timedelta(days=200), 40.0), (T0 + timedelta(days=200, hours=2), 40.0)]
 
 
-def planned_probabilities(model: ChurnModel) -> list[float]:
-    """What the service will score after each planned event (same model, same features)."""
+def planned_probability(model: ChurnModel, index: int, as_of: float) -> float:
+    """What the service scores after the first ``index + 1`` planned events, as of ``as_of`` (same model,
+    same features)."""
     holder = ModelHolder()
     holder.set(model)
     service = ChurnService(ChurnSettings(consume_events=False), holder)
-    out, history = [], []
-    for when, amount in PLAN:
-        history.append(Activity(to_days(when), Kind.PURCHASE, amount))
-        out.append(
-            service.score_histories({"c": history}, to_days(when), with_reasons=False)["c"].probability
-        )
-    return out
+    history = [Activity(to_days(when), Kind.PURCHASE, amount) for when, amount in PLAN[: index + 1]]
+    return service.score_histories({"c": history}, as_of, with_reasons=False)["c"].probability
+
+
+def planned_probabilities(model: ChurnModel) -> list[float]:
+    now = to_days(datetime.now(UTC))
+    return [planned_probability(model, index, now) for index in range(len(PLAN))]
 
 
 def read_band_events(
@@ -95,12 +98,18 @@ def test_crossing_a_band_emits_exactly_one_event(
         event = CloudEvent.new(EventTypeName.PURCHASE, payload, source="/tests", subject=customer, time=when)
         publisher.publish_and_wait([(resolved, event, customer)])
 
-    def wait_for_as_of(client: TestClient, when: datetime) -> dict[str, Any]:
+    def wait_for_score(client: TestClient, index: int) -> dict[str, Any]:
+        """The customer's score once it is exactly the planned one for the first ``index + 1`` events, as
+        of the time the service measured against."""
         deadline = time.monotonic() + 30
         while True:
             body = client.get(f"/churn/{customer}").json()
-            if body["as_of"] and datetime.fromisoformat(body["as_of"]) >= when:
-                return body
+            if body["has_history"]:
+                as_of = to_days(datetime.fromisoformat(body["as_of"]))
+                if body["probability"] == pytest.approx(
+                    planned_probability(events_model, index, as_of), abs=1e-9
+                ):
+                    return body
             assert time.monotonic() < deadline, body
             time.sleep(0.1)
 
@@ -111,8 +120,7 @@ def test_crossing_a_band_emits_exactly_one_event(
                 assert time.monotonic() < deadline, client.get("/readyz").json()
                 time.sleep(0.1)
             send(0)
-            first = wait_for_as_of(client, PLAN[0][0])
-            assert first["probability"] == __import__("pytest").approx(p_first, abs=1e-9), first
+            first = wait_for_score(client, 0)
             band_first = first["band"]
             initial = read_band_events(kafka_settings, out_topic, customer)
             assert [(e["previous_band"] if "previous_band" in e else None, e["band"]) for e in initial] == [
@@ -120,7 +128,7 @@ def test_crossing_a_band_emits_exactly_one_event(
             ]
 
             send(1)
-            second = wait_for_as_of(client, PLAN[1][0])
+            second = wait_for_score(client, 1)
             assert second["band"] != band_first
             after_cross = read_band_events(kafka_settings, out_topic, customer)
             crossing = after_cross[len(initial) :]
@@ -131,7 +139,7 @@ def test_crossing_a_band_emits_exactly_one_event(
             assert crossing[0]["model_version"] == events_model.version
 
             send(2)
-            third = wait_for_as_of(client, PLAN[2][0])
+            third = wait_for_score(client, 2)
             assert third["band"] == second["band"]
             assert read_band_events(kafka_settings, out_topic, customer) == after_cross
     finally:
