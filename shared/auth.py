@@ -1,8 +1,9 @@
 """API keys with scopes.
 
-A key looks like ``crm_<key_id>_<secret>``. Only ``sha256(key)`` is stored; a presented key is found
-by its id and its hash compared in constant time. Routes declare scopes with :func:`require_scopes`;
-no key answers 401, a key without the scope answers 403.
+A key looks like ``crm_<key_id>_<secret>``. Only a hash of it is stored (the store says which: the
+gateway's is keyed with a pepper); a presented key is found by its id and its hash compared in constant
+time. Routes declare scopes with :func:`require_scopes`; no key answers 401, a key without the scope
+answers 403.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class ApiKeyRecord:
 class ApiKeyStore(Protocol):
     def get(self, key_id: str) -> ApiKeyRecord | None: ...
 
+    def hash_key(self, key: str) -> str:
+        """The hash this store keeps for ``key``."""
+        ...
+
 
 class InMemoryKeyStore:
     """A key store held in memory (bootstrap keys, tests). The gateway keeps its keys in its database."""
@@ -80,6 +85,9 @@ class InMemoryKeyStore:
     def get(self, key_id: str) -> ApiKeyRecord | None:
         return self._records.get(key_id)
 
+    def hash_key(self, key: str) -> str:
+        return hash_api_key(key)
+
 
 def verify_api_key(store: ApiKeyStore, presented: str | None) -> ApiKeyRecord:
     if not presented:
@@ -87,8 +95,8 @@ def verify_api_key(store: ApiKeyStore, presented: str | None) -> ApiKeyRecord:
     key_id = key_id_of(presented)
     record = store.get(key_id) if key_id else None
     # Compare even when the id is unknown, so timing does not tell which ids exist.
-    expected = record.key_hash if record else hash_api_key("crm_unknown_" + secrets.token_hex(8))
-    if not hmac.compare_digest(expected, hash_api_key(presented)) or record is None or not record.active:
+    expected = record.key_hash if record else store.hash_key("crm_unknown_" + secrets.token_hex(8))
+    if not hmac.compare_digest(expected, store.hash_key(presented)) or record is None or not record.active:
         raise Unauthorized("invalid or revoked API key")
     return record
 

@@ -128,7 +128,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("no_bootstrap_admin_key", hint="set CRM_GATEWAY_BOOTSTRAP_ADMIN_KEY to manage API keys")
     app.state.runtime = runtime
     app.state.api_keys = GatewayKeyStore(
-        runtime.session_factory, bootstrap_key=bootstrap, cache_s=settings.key_cache_s
+        runtime.session_factory,
+        bootstrap_key=bootstrap,
+        cache_s=settings.key_cache_s,
+        pepper=settings.api_key_pepper.get_secret_value(),
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.state.downstreams = _open_downstreams(settings)

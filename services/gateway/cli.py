@@ -24,7 +24,12 @@ def _store() -> object:
     settings = get_settings()
     engine = make_engine(settings.database_url or sqlite_url(settings.data_dir, "gateway"))
     Base.metadata.create_all(engine)
-    return GatewayKeyStore(make_session_factory(engine), bootstrap_key=None, cache_s=0)
+    return GatewayKeyStore(
+        make_session_factory(engine),
+        bootstrap_key=None,
+        cache_s=0,
+        pepper=settings.api_key_pepper.get_secret_value(),
+    )
 
 
 @app.command("create-key")

@@ -1,17 +1,26 @@
 """Who may call the gateway: API keys kept hashed in the gateway's database, scopes, per-key rate limits.
 
+A key is stored as a keyed hash, ``h1$`` + base64url(HMAC-SHA256(pepper, sha256(key))), with the pepper
+(``CRM_GATEWAY_API_KEY_PEPPER``) kept outside the database: a copy of the table alone cannot confirm a
+guessed key. Hashing the key's SHA-256 rather than the key lets rows written before the pepper (plain
+SHA-256 hex) be upgraded in place when the store opens, without knowing the keys.
+
 Key lookups are cached for ``key_cache_s`` so the hot path does no I/O; a revocation made through this
 process takes effect at once, one made through another replica within ``key_cache_s``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import math
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.gateway import repository
@@ -19,6 +28,21 @@ from services.gateway.models import ApiKey
 from shared.auth import ApiKeyRecord, Scope, generate_api_key, hash_api_key, key_id_of
 from shared.db import unit_of_work
 from shared.errors import InvalidRequest, RateLimited
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+KEYED_HASH_PREFIX = "h1$"
+
+
+def keyed_hash(sha256_hex: str, pepper: bytes) -> str:
+    """The stored form of a key whose SHA-256 (hex) is given."""
+    digest = hmac.new(pepper, sha256_hex.encode(), hashlib.sha256).digest()
+    return KEYED_HASH_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def is_keyed_hash(stored: str) -> bool:
+    return stored.startswith(KEYED_HASH_PREFIX)
 
 
 @dataclass
@@ -32,9 +56,15 @@ class GatewayKeyStore:
     """An :class:`shared.auth.ApiKeyStore` over the gateway's table plus the bootstrap admin key."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], *, bootstrap_key: str | None, cache_s: float
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        bootstrap_key: str | None,
+        cache_s: float,
+        pepper: str,
     ) -> None:
         self._sessions = session_factory
+        self._pepper = pepper.encode()
         self._cache_s = cache_s
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
@@ -43,8 +73,25 @@ class GatewayKeyStore:
             key_id = key_id_of(bootstrap_key)
             assert key_id is not None  # the settings validator checked the format
             self._bootstrap = ApiKeyRecord(
-                key_id, hash_api_key(bootstrap_key), "bootstrap", frozenset({Scope.ADMIN})
+                key_id, self.hash_key(bootstrap_key), "bootstrap", frozenset({Scope.ADMIN})
             )
+        self.upgrade_stored_hashes()
+
+    def hash_key(self, key: str) -> str:
+        """What is stored for ``key`` (and what a presented key is compared against)."""
+        return keyed_hash(hash_api_key(key), self._pepper)
+
+    def upgrade_stored_hashes(self) -> int:
+        """Re-hash rows still holding a plain SHA-256 (written before keyed hashes) under the pepper."""
+        with unit_of_work(self._sessions) as session:
+            rows = session.scalars(select(ApiKey).where(ApiKey.key_hash.not_like(f"{KEYED_HASH_PREFIX}%")))
+            upgraded = 0
+            for row in rows:
+                row.key_hash = keyed_hash(row.key_hash, self._pepper)
+                upgraded += 1
+        if upgraded:
+            log.info("api_key_hashes_upgraded", keys=upgraded)
+        return upgraded
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
         if self._bootstrap is not None and key_id == self._bootstrap.key_id:
@@ -96,7 +143,7 @@ class GatewayKeyStore:
         key_id, key = generate_api_key()
         row = ApiKey(
             key_id=key_id,
-            key_hash=hash_api_key(key),
+            key_hash=self.hash_key(key),
             name=name,
             scopes=sorted(set(scopes)),
             rate_limit_per_s=rate_limit_per_s,

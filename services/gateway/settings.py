@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.auth import key_id_of
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, refuse_public_secret
+
+# A fixed development pepper so a fresh checkout runs; refused with environment=prod.
+DEV_API_KEY_PEPPER = "crm-dev-only-api-key-pepper-change-me"
 
 
 class GatewaySettings(ServiceSettings):
@@ -23,6 +26,11 @@ class GatewaySettings(ServiceSettings):
         default=None,
         description="An admin key (format crm_<id>_<secret>) that always works; use it to create real keys. "
         "`crm up` sets a dev one and prints it. Generate one with `crm gateway new-key`.",
+    )
+    api_key_pepper: SecretStr = Field(
+        default=SecretStr(DEV_API_KEY_PEPPER),
+        description="Server-side secret mixed into every stored API-key hash (HMAC-SHA256), kept out of the "
+        "database. Changing it invalidates every stored key (the bootstrap key keeps working).",
     )
     profile_url: str = "http://127.0.0.1:8001"
     recsys_url: str = "http://127.0.0.1:8002"
@@ -77,6 +85,12 @@ class GatewaySettings(ServiceSettings):
                 "(`crm gateway new-key` makes one)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _no_public_secrets_in_prod(self) -> GatewaySettings:
+        refuse_public_secret(self.environment, "CRM_GATEWAY_BOOTSTRAP_ADMIN_KEY", self.bootstrap_admin_key)
+        refuse_public_secret(self.environment, "CRM_GATEWAY_API_KEY_PEPPER", self.api_key_pepper)
+        return self
 
     def downstream_urls(self) -> dict[str, str]:
         return {

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, refuse_public_secret
 
-# A fixed development key so a fresh checkout runs; the app logs a warning whenever it is in use.
+# A fixed development key so a fresh checkout runs; the app logs a warning whenever it is in use, and a
+# service with environment=prod refuses it.
 DEV_PII_KEY = "crm-dev-only-pii-key-change-me-in-production"
 
 
@@ -45,6 +46,11 @@ class ProfileSettings(ServiceSettings):
         description="Refit CLV and the RFM clusters in the background this often (first run 30 s after "
         "start-up); 0 turns it off (use `crm profile fit-clv` / `crm profile cluster`).",
     )
+
+    @model_validator(mode="after")
+    def _no_public_pii_key_in_prod(self) -> ProfileSettings:
+        refuse_public_secret(self.environment, "CRM_PROFILE_PII_KEY", self.pii_key)
+        return self
 
     @property
     def uses_dev_pii_key(self) -> bool:
