@@ -10,6 +10,18 @@ import structlog
 _HANDLER_NAME = "crm"
 
 
+class _WithoutQueryString(logging.Filter):
+    """Drops the query string from uvicorn's access-log lines: lookups carry identifiers there
+    (``/customers/lookup?type=email&value=...``), and logs must hold no PII."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's format: '%s - "%s %s HTTP/%s" %d' with (client, method, path+query, version, status).
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].split("?", 1)[0] + "?[redacted]", args[3], args[4])
+        return True
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     """Route stdlib and structlog logs through one renderer."""
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
@@ -49,6 +61,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     # httpx logs every request at INFO (the fleet runner polls /readyz twice a second).
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _WithoutQueryString) for f in access.filters):
+        access.addFilter(_WithoutQueryString())
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -101,15 +101,15 @@ def list_customers(
     segment_id: Annotated[str | None, Query(description="Only members of this segment.")] = None,
     cluster: Annotated[str | None, Query(description="RFM cluster name, e.g. champions.")] = None,
     churn_band: Annotated[Literal["low", "medium", "high"] | None, Query()] = None,
-    min_revenue: Annotated[float | None, Query(ge=0)] = None,
-    max_revenue: Annotated[float | None, Query(ge=0)] = None,
-    min_orders: Annotated[int | None, Query(ge=0)] = None,
+    min_revenue: Annotated[float | None, Query(ge=0, le=1e15)] = None,
+    max_revenue: Annotated[float | None, Query(ge=0, le=1e15)] = None,
+    min_orders: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
     last_seen_after: datetime | None = None,
     last_seen_before: datetime | None = None,
     sort: Literal["last_seen", "first_seen", "revenue", "orders", "id"] = "last_seen",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> CustomerPage:
     """List active customers with filters, sorted and paged."""
     table = customers_table
@@ -154,6 +154,16 @@ def lookup_customer(
 
 @router.get("/customers/{customer_id}", response_model=CustomerProfile, tags=["customers"])
 def get_customer(request: Request, service: ServiceDep, customer_id: str) -> CustomerProfile:
+@router.get("/customers/{customer_id}/canonical", response_model=LookupResult, tags=["customers"])
+def canonical_customer(request: Request, service: ServiceDep, customer_id: str) -> LookupResult:
+    """The canonical id an id names: itself, the survivor of a merge, or the profile a source system's
+    ``customer_id`` was linked to. The gateway asks this before calling a service about a customer."""
+    with transaction(request, service) as (session, _):
+        row = service.active_row(session, customer_id)
+    matched = "canonical" if row["id"] == customer_id else "resolved"
+    return LookupResult(customer_id=row["id"], matched=matched)
+
+
     """The customer 360; a merged-away id answers the surviving profile."""
     with transaction(request, service) as (session, _):
         return service.full_view(session, service.active_row(session, customer_id))
@@ -310,7 +320,7 @@ def segment_members(
     service: ServiceDep,
     segment_id: str,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> CustomerPage:
     """The segment's current members, paged."""
     with transaction(request, service) as (session, _):

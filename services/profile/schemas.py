@@ -42,7 +42,9 @@ class Sentiment(BaseModel):
 
 
 class ChurnRisk(BaseModel):
-    probability: float | None = None
+    """The churn band the churn service last announced, kept for search and segments. The churn service
+    owns the probability, its reasons and the next-best-action (``GET /churn/{id}``, the 360's ``churn``)."""
+
     band: str | None = None
     model_version: str | None = None
 

@@ -459,7 +459,6 @@ class ProfileService:
                 last_label=row["sentiment_last_label"],
             ),
             churn=ChurnRisk(
-                probability=row["churn_probability"],
                 band=row["churn_band"],
                 model_version=row["churn_model_version"],
             ),
