@@ -221,6 +221,25 @@ class Fleet:
             self._broker.stop()
             self._broker = None
 
+    @property
+    def broker(self) -> EmbeddedBroker | None:
+        """The embedded broker this fleet started (None on a real Kafka)."""
+        return self._broker
+
+    def process_of(self, service: str) -> ServiceProcess:
+        """The running process of one service (tests signal it: SIGSTOP to stall it, SIGKILL to crash it)."""
+        return next(p for p in self._processes if p.name == service)
+
+    def restart(self, service: str) -> ServiceProcess:
+        """Start a service again after it died or was killed (same port, data and settings)."""
+        old = self.process_of(service)
+        if old.process.poll() is None:
+            os.killpg(old.process.pid, signal.SIGKILL)
+            old.process.wait(timeout=10)
+        new = self._spawn(service)
+        self._processes[self._processes.index(old)] = new
+        return new
+
     def __enter__(self) -> Fleet:
         self.start()
         return self

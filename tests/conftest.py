@@ -12,6 +12,16 @@ from sqlalchemy import text
 from shared.broker import EmbeddedBroker
 from shared.db import make_engine
 from shared.settings import KafkaSettings
+from tests.fleet_support import (
+    RunningFleet,
+    demo_events,
+    lag_is_zero,
+    load_demo,
+    profile_consumed,
+    recsys_serves_a_model,
+    start_fleet,
+    wait_until,
+)
 
 POSTGRES_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -79,3 +89,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> 
     with engine.begin() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def real_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
+    """The whole fleet as processes (broker, every service), with a slice of the real demo data applied.
+
+    Started once per test session; tests that change it (kill a process, stall one) put it back.
+    """
+    data_dir = tmp_path_factory.mktemp("fleet")
+    fleet = start_fleet(data_dir)
+    running = RunningFleet(fleet, data_dir)
+    try:
+        sent = load_demo(running, demo_events())
+        wait_until(
+            lambda: (
+                profile_consumed(running) >= sent and lag_is_zero(running) and recsys_serves_a_model(running)
+            ),
+            timeout_s=300,
+            what=f"the {sent} demo events to be applied by every service",
+        )
+        yield running
+    finally:
+        fleet.stop()

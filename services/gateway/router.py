@@ -34,7 +34,7 @@ from services.gateway.schemas import (
     WebhookOut,
 )
 from services.gateway.security import GatewayKeyStore
-from services.gateway.service import Customer360Reader, segment_path
+from services.gateway.service import Customer360Reader, canonical_customer_id, segment_path
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks import delivery_out, new_subscription
 from shared.app import request_id_of
@@ -69,6 +69,10 @@ PROXY_ERRORS: dict[int | str, dict[str, Any]] = {
     503: _err("The service behind this route is unavailable; see Retry-After."),
 }
 
+# Bounds of numeric query parameters: beyond them a database integer overflows; no real query needs more.
+MAX_COUNT = 1_000_000_000
+MAX_AMOUNT = 1e15
+
 CustomerId = Annotated[str, Path(min_length=1, max_length=200, examples=["c-42"])]
 ResourceId = Annotated[str, Path(min_length=1, max_length=200)]
 ReadKey = Annotated[ApiKeyRecord, Depends(require(Scope.CUSTOMERS_READ))]
@@ -102,13 +106,48 @@ async def forward(
             request_id=request_id_of(request),
         )
     except DownstreamUnavailable as exc:
-        retry = max(1, round(downstream.breaker.retry_after_s())) if downstream.breaker.opened_at else 1
-        raise ServiceUnavailable(
-            f"the {service} service is unavailable ({exc.reason})", headers={"Retry-After": str(retry)}
-        ) from exc
+        raise _unavailable(request, service, exc) from exc
     if answer.status_code == 204 or answer.body is None:
         return Response(status_code=answer.status_code)
     return JSONResponse(answer.body, status_code=answer.status_code)
+
+
+CANONICAL_HEADER = "X-CRM-Customer-Id"
+
+
+async def canonical_id(request: Request, customer_id: str) -> str:
+    """The canonical customer an id names (see ``service.canonical_customer_id``); 503 if unknowable."""
+    settings = _settings(request)
+    try:
+        return await canonical_customer_id(
+            request.app.state.downstreams,
+            customer_id,
+            timeout_s=settings.downstream_timeout_s,
+            request_id=request_id_of(request),
+        )
+    except DownstreamUnavailable as exc:
+        raise _unavailable(request, "profile", exc) from exc
+
+
+def _unavailable(request: Request, service: str, exc: DownstreamUnavailable) -> ServiceUnavailable:
+    downstream: Downstream = request.app.state.downstreams[service]
+    retry = max(1, round(downstream.breaker.retry_after_s())) if downstream.breaker.opened_at else 1
+    return ServiceUnavailable(
+        f"the {service} service is unavailable ({exc.reason})", headers={"Retry-After": str(retry)}
+    )
+
+
+async def forward_for_customer(
+    request: Request, customer_id: str, service: str, path_template: str, *, params: Any = None
+) -> Response:
+    """Resolve the customer, then forward ``path_template.format(id=<canonical id>)``; the answer names the
+    canonical customer in ``X-CRM-Customer-Id`` (and in its ``customer_id``)."""
+    canonical = await canonical_id(request, customer_id)
+    response = await forward(
+        request, service, "GET", path_template.format(id=segment_path(canonical)), params=params
+    )
+    response.headers[CANONICAL_HEADER] = canonical
+    return response
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -290,13 +329,13 @@ async def search_customers(
     ] = None,
     cluster: Annotated[str | None, Query(max_length=100, description="RFM cluster, e.g. champions.")] = None,
     churn_band: Annotated[Literal["low", "medium", "high"] | None, Query()] = None,
-    min_revenue: Annotated[float | None, Query(ge=0)] = None,
-    max_revenue: Annotated[float | None, Query(ge=0)] = None,
-    min_orders: Annotated[int | None, Query(ge=0)] = None,
+    min_revenue: Annotated[float | None, Query(ge=0, le=MAX_AMOUNT)] = None,
+    max_revenue: Annotated[float | None, Query(ge=0, le=MAX_AMOUNT)] = None,
+    min_orders: Annotated[int | None, Query(ge=0, le=MAX_COUNT)] = None,
     sort: Literal["last_seen", "first_seen", "revenue", "orders", "id"] = "last_seen",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_COUNT)] = 0,
 ) -> Any:
     """Search customers with filters (segment, cluster, churn band, revenue, orders), sorted and paged."""
     return await forward(request, "profile", "GET", "/customers", params=request.query_params.multi_items())
@@ -373,11 +412,11 @@ async def customer_recommendations(
     exclude_interacted: Annotated[bool, Query(description="Leave out items already interacted with.")] = True,
 ) -> Any:
     """Top-k recommendations for a customer, each with the items that explain it."""
-    return await forward(
+    return await forward_for_customer(
         request,
+        customer_id,
         "recsys",
-        "GET",
-        f"/recommendations/{segment_path(customer_id)}",
+        "/recommendations/{id}",
         params={"k": k, "exclude_interacted": str(exclude_interacted).lower()},
     )
 
@@ -387,19 +426,15 @@ async def customer_sentiment(
     request: Request, customer_id: CustomerId, _key: ReadKey, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> Any:
     """A customer's scored reviews and support messages with their mean score."""
-    return await forward(
-        request,
-        "sentiment",
-        "GET",
-        f"/customers/{segment_path(customer_id)}/sentiment",
-        params={"limit": limit},
+    return await forward_for_customer(
+        request, customer_id, "sentiment", "/customers/{id}/sentiment", params={"limit": limit}
     )
 
 
 @router.get("/customers/{customer_id}/churn", tags=["churn"], responses=PROXY_ERRORS)
 async def customer_churn(request: Request, customer_id: CustomerId, _key: ReadKey) -> Any:
     """Churn probability, band, reasons, trend and next-best-action of a customer."""
-    return await forward(request, "churn", "GET", f"/churn/{segment_path(customer_id)}")
+    return await forward_for_customer(request, customer_id, "churn", "/churn/{id}")
 
 
 @router.get("/customers/{customer_id}/export", tags=["privacy"], responses=PROXY_ERRORS)
@@ -425,7 +460,8 @@ async def merge_customers(
     body: Annotated[dict[str, Any], Body(examples=[{"customer_ids": ["c-1", "c-2"], "dry_run": True}])],
 ) -> Any:
     """Merge two customer profiles (``dry_run`` shows the result without changing anything)."""
-    ids = [str(i) for i in body.get("customer_ids", []) if isinstance(i, str | int)]
+    named = body.get("customer_ids")
+    ids = [i for i in named if isinstance(i, str)] if isinstance(named, list) else []
     _forget(request, *ids)
     try:
         return await forward(request, "profile", "POST", "/merges", json_body=body)
@@ -490,7 +526,7 @@ async def segment_members(
     segment_id: ResourceId,
     _key: ReadKey,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_COUNT)] = 0,
 ) -> Any:
     """Customers in a segment, paginated."""
     return await forward(
@@ -689,7 +725,7 @@ async def webhook_deliveries(
     _key: AdminKey,
     status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_COUNT)] = 0,
 ) -> list[dict[str, Any]]:
     """The delivery log of a subscription, newest first: attempts, last status, errors."""
 

@@ -84,7 +84,6 @@ class Customer360(BaseModel):
 
     customer_id: str
     profile: dict[str, Any] | None
-    identities: Any = None
     segments: Any = None
     clv: Any = None
     sentiment: Any = None

@@ -22,41 +22,36 @@ def segment_path(value: str) -> str:
     return quote(value, safe="")
 
 
-def _first(source: dict[str, Any] | None, *names: str) -> Any:
-    if not source:
-        return None
-    for name in names:
-        if source.get(name) is not None:
-            return source[name]
-    return None
-
-
-def _identities(profile: dict[str, Any] | None) -> Any:
-    if not profile:
-        return None
-    if profile.get("identities") is not None:
-        return profile["identities"]
-    # The profile service shows the kinds of identifiers linked and the (decrypted) email and phone.
-    return {
-        "kinds": profile.get("identifier_kinds", []),
-        "email": profile.get("email"),
-        "phone": profile.get("phone"),
-    }
-
-
 def _canonical_id(result: DownstreamResponse | DownstreamUnavailable) -> str | None:
     if isinstance(result, DownstreamResponse) and result.status_code == 200 and isinstance(result.body, dict):
-        value = result.body.get("id") or result.body.get("customer_id")
+        value = result.body.get("id")
         return str(value) if value else None
     return None
 
 
-def _sentiment(summary: Any, profile: dict[str, Any] | None) -> Any:
-    """The sentiment service's summary (count, mean, latest texts' labels) and the profile's trend."""
-    trend = _first(profile, "sentiment")
-    if summary is None and trend is None:
-        return None
-    return {"summary": summary, "trend": trend}
+async def canonical_customer_id(
+    downstreams: dict[str, Downstream], customer_id: str, *, timeout_s: float, request_id: str | None
+) -> str:
+    """The canonical id the profile service resolves ``customer_id`` to (a canonical id, a merged-away id
+    or a source system's ``customer_id``), so every service is asked about the same customer.
+
+    Raises NotFound when the profile service knows no such customer and DownstreamUnavailable when it
+    cannot say: answering for an unresolved id would be answering for the wrong customer.
+    """
+    answer = await downstreams["profile"].request(
+        "GET",
+        f"/customers/{segment_path(customer_id)}/canonical",
+        route="/customers/{id}/canonical",
+        timeout_s=timeout_s,
+        request_id=request_id,
+    )
+    if answer.status_code == 404:
+        raise NotFound(f"no customer {customer_id!r}")
+    if answer.status_code != 200 or not isinstance(answer.body, dict) or not answer.body.get("customer_id"):
+        raise DownstreamUnavailable(
+            "profile", f"could not resolve the customer (answered {answer.status_code})"
+        )
+    return str(answer.body["customer_id"])
 
 
 async def _call(
@@ -140,15 +135,14 @@ async def customer_360(
     if degraded:
         log.warning("c360_degraded", customer_id=customer_id, degraded=degraded)
     return Customer360(
-        customer_id=str(_first(profile, "customer_id", "id") or customer_id),
+        customer_id=str(profile["id"]) if profile else customer_id,
         profile=profile,
-        identities=_identities(profile),
-        segments=_first(profile, "segments"),
-        clv=_first(profile, "clv"),
-        sentiment=_sentiment(sentiment, profile),
+        segments=profile.get("segments") if profile else None,
+        clv=profile.get("clv") if profile else None,
+        sentiment=sentiment,
         recommendations=recs,
         churn=churn,
-        next_best_action=_first(churn, "next_best_action", "next_best_actions"),
+        next_best_action=churn.get("next_best_action") if churn else None,
         degraded=degraded,
     )
 

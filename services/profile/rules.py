@@ -52,7 +52,6 @@ FIELDS = {
     "sentiment_average",
     "sentiment_recent",
     "sentiment_last_label",
-    "churn_probability",
     "churn_band",
     "rfm_cluster",
     "clv_p_alive",

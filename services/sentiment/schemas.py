@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-Label = Literal["positive", "negative", "neutral"]
+from shared.contracts.http.sentiment import (
+    CustomerSentiment,
+    CustomerSentimentItem,
+    Label,
+    SentimentRequest,
+    SentimentResponse,
+    SentimentResult,
+)
 
-
-class SentimentRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    texts: list[str] = Field(
-        min_length=1,
-        description="Texts to score (English or Chinese). Limits: CRM_SENTIMENT_MAX_TEXTS_PER_REQUEST texts, "
-        "CRM_SENTIMENT_MAX_TEXT_CHARS characters each.",
-        examples=[["The coffee arrived stale and the box was crushed.", "这本书写得很好，值得一读。"]],
-    )
-
-
-class SentimentResult(BaseModel):
-    label: Label = Field(description="neutral when the model is not confident (see docs/sentiment.md).")
-    score: float = Field(ge=0, le=1, description="Probability that the text is positive.")
-    language: Literal["en", "zh"]
-    model_version: str
-
-
-class SentimentResponse(BaseModel):
-    results: list[SentimentResult]
+__all__ = [
+    "CustomerSentiment",
+    "CustomerSentimentItem",
+    "EnsembleMembers",
+    "Label",
+    "ModelInfo",
+    "ModelsResponse",
+    "SentimentRequest",
+    "SentimentResponse",
+    "SentimentResult",
+]
 
 
 class EnsembleMembers(BaseModel):
@@ -56,20 +52,3 @@ class ModelInfo(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
-
-
-class CustomerSentimentItem(BaseModel):
-    source_event_id: str
-    source_type: str
-    label: Label
-    score: float
-    language: str
-    model_version: str
-    scored_at: datetime
-
-
-class CustomerSentiment(BaseModel):
-    customer_id: str
-    count: int
-    mean_score: float | None
-    items: list[CustomerSentimentItem]

@@ -1,4 +1,5 @@
-"""Helpers for the gateway tests: run an ASGI app on a real port, keys, reading a topic back."""
+"""Helpers for the gateway tests: run an ASGI app on a real port (a webhook receiver), keys, reading a
+topic back. The services behind the gateway are never stood in for: see tests/fleet_support.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 
@@ -89,85 +88,3 @@ def read_topic(
         return records
     finally:
         consumer.close()
-
-
-def stand_in_profile() -> FastAPI:
-    """Stands in for the profile service's read API (its router did not exist when this was written)."""
-    app = FastAPI()
-
-    @app.get("/customers/{customer_id}")
-    async def customer(customer_id: str) -> Any:
-        if customer_id.startswith("unknown"):
-            return JSONResponse({"error": "CustomerNotFound", "detail": "no such customer"}, status_code=404)
-        if customer_id.startswith("merged-"):
-            customer_id = "survivor-1"  # like the real one: a merged-away id answers the survivor
-        return {
-            "customer_id": customer_id,
-            "traits": {"name": "Ada"},
-            "identities": [{"type": "email", "value": "ada@example.com"}],
-            "segments": ["champions"],
-            "clv": {"p_alive": 0.9, "expected_value": 120.0},
-            "sentiment": {"trend": "steady", "last_label": "positive"},
-        }
-
-    return app
-
-
-def stand_in_recsys() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/recommendations/{customer_id}")
-    async def recommendations(customer_id: str, k: int = 10) -> Any:
-        items = [{"item_id": str(i), "score": 1.0 / (i + 1), "because": ["181"]} for i in range(k)]
-        return {"customer_id": customer_id, "items": items, "model_version": "standin-1"}
-
-    return app
-
-
-def stand_in_churn() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/churn/{customer_id}")
-    async def churn(customer_id: str) -> Any:
-        return {
-            "customer_id": customer_id,
-            "probability": 0.72,
-            "band": "high",
-            "reasons": ["no purchase for 94 days, +0.21"],
-            "trend": "declining",
-            "next_best_action": {"action": "retention_offer", "rule_id": "r1"},
-        }
-
-    return app
-
-
-def stand_in_fleet() -> FastAPI:
-    """One app answering every downstream route the gateway proxies, with the statuses the real services use
-    (for the schemathesis run, whose subject is the gateway's own contract)."""
-    app = FastAPI()
-    app.include_router(stand_in_profile().router)
-    app.include_router(stand_in_recsys().router)
-    app.include_router(stand_in_churn().router)
-    created = {("POST", "segments"), ("POST", "actions")}
-
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
-    async def anything(path: str, request: Request) -> Any:
-        first = path.split("/", 1)[0]
-        if request.method == "DELETE" and first == "segments":
-            return Response(status_code=204)
-        if path.endswith("/missing"):
-            return JSONResponse({"error": "NotFound", "detail": "no such thing"}, status_code=404)
-        status = 201 if (request.method, first) in created else 200
-        return JSONResponse({"path": path, "items": []}, status_code=status)
-
-    return app
-
-
-def stand_in_sentiment() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/customers/{customer_id}/sentiment")
-    async def summary(customer_id: str, limit: int = 50) -> Any:
-        return {"customer_id": customer_id, "count": 1, "mean_score": 0.9, "items": []}
-
-    return app

@@ -1,9 +1,8 @@
-"""A bounded schemathesis run against the gateway's OpenAPI: no 5xx, no answer that contradicts it."""
+"""A bounded schemathesis run against the gateway's OpenAPI in front of the real fleet: no 5xx, and no
+answer (the real services' bodies included) that contradicts the documented schema."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,14 +16,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services.gateway.app import create_app
-from shared.settings import KafkaSettings
-from tests.gateway.conftest import make_settings
-from tests.gateway.support import ADMIN_KEY, ServerThread, serving, stand_in_fleet
+from tests.fleet_support import RunningFleet
 
 # The gateway runs in this process; kafka-python's background threads draw from the global `random`
 # (reconnect jitter) while Hypothesis generates a case, which Hypothesis takes for strategy misuse.
-pytestmark = pytest.mark.filterwarnings("ignore:Do not use the .random. module inside strategies")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Do not use the .random. module inside strategies"),
+    pytest.mark.slow,
+]
 
 CHECKS = [
     not_a_server_error,
@@ -36,21 +35,9 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def gateway_url(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    kafka = KafkaSettings(
-        bootstrap=kafka_bootstrap, partitions=2, session_timeout_ms=6000, heartbeat_interval_ms=500
-    )
-    data_dir: Path = tmp_path_factory.mktemp("gateway-openapi")
-    with serving(stand_in_fleet()) as fleet:
-        urls = {f"{name}_url": fleet.url for name in ("profile", "recsys", "sentiment", "churn")}
-        settings = make_settings(
-            kafka, data_dir, rate_limit_per_s=100_000.0, rate_limit_burst=100_000.0, **urls
-        )
-        server = ServerThread(create_app(settings)).start()
-        try:
-            yield server.url
-        finally:
-            server.stop()
+def gateway(real_fleet: RunningFleet) -> tuple[str, str]:
+    """The fleet's gateway process in front of the real services, and its admin key."""
+    return real_fleet.gateway, real_fleet.admin_key
 
 
 def _run(schema: Any, gateway_url: str, headers: dict[str, str], max_examples: int) -> list[str]:
@@ -78,13 +65,15 @@ def _run(schema: Any, gateway_url: str, headers: dict[str, str], max_examples: i
     return failures
 
 
-def test_gateway_honours_its_openapi(gateway_url: str) -> None:
+def test_gateway_honours_its_openapi(gateway: tuple[str, str]) -> None:
+    gateway_url, admin_key = gateway
     schema = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json")
-    failures = _run(schema, gateway_url, {"X-API-Key": ADMIN_KEY}, max_examples=10)
+    failures = _run(schema, gateway_url, {"X-API-Key": admin_key}, max_examples=10)
     assert not failures, "\n\n".join(failures)
 
 
-def test_gateway_without_a_key_answers_in_schema(gateway_url: str) -> None:
+def test_gateway_without_a_key_answers_in_schema(gateway: tuple[str, str]) -> None:
+    gateway_url, _ = gateway
     schema = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json")
     failures = _run(schema, gateway_url, {}, max_examples=2)
     assert not failures, "\n\n".join(failures)
