@@ -25,6 +25,7 @@ TAGS = [
         "name": "recommendations",
         "description": "Personalised, session and similar-item recommendations with reasons.",
     },
+    {"name": "items", "description": "The item catalog: names, categories and attributes of items."},
     {"name": "models", "description": "Model versions, their offline metrics and click-through; training."},
 ]
 

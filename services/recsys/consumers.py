@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from services.recsys.models import ReactionRow
-from services.recsys.repository import NewInteraction
+from services.recsys.repository import CatalogItem, NewInteraction
 from services.recsys.service import RecsysService
 from shared.contracts import EventTypeName, Topic
 from shared.contracts import events as ev
+from shared.contracts.catalog import ItemUpdated
 from shared.kafka import EventHandler, InboundEvent
 from shared.logging import get_logger
 
@@ -22,6 +23,7 @@ TOPICS = (
     Topic.RECOMMENDATION_REACTION,
     Topic.CUSTOMER_ERASED,
     Topic.CUSTOMER_MERGED,
+    Topic.ITEM_UPDATED,
 )
 INTERACTION_TYPES = frozenset(
     {EventTypeName.RATING, EventTypeName.PRODUCT_VIEW, EventTypeName.ADD_TO_CART, EventTypeName.PURCHASE}
@@ -30,6 +32,7 @@ EVENT_TYPES = INTERACTION_TYPES | {
     EventTypeName.RECOMMENDATION_REACTION,
     EventTypeName.CUSTOMER_ERASED,
     EventTypeName.CUSTOMER_MERGED,
+    EventTypeName.ITEM_UPDATED,
 }
 
 
@@ -58,13 +61,28 @@ def interactions_of(event: InboundEvent) -> list[NewInteraction]:
     return []
 
 
+def catalog_item_of(event: InboundEvent, payload: ItemUpdated) -> CatalogItem:
+    return CatalogItem(
+        payload.item_id,
+        payload.name,
+        tuple(payload.categories),
+        dict(payload.attributes),
+        event.time.timestamp(),
+        event.id,
+    )
+
+
 def make_handler(service: RecsysService) -> EventHandler:
     def handle(events: Sequence[InboundEvent], session: Session) -> None:
         pending: list[NewInteraction] = []
+        items: list[CatalogItem] = []
         for event in events:
             payload = event.payload
             if event.type in INTERACTION_TYPES:
                 pending.extend(interactions_of(event))
+                continue
+            if isinstance(payload, ItemUpdated):
+                items.append(catalog_item_of(event, payload))  # the catalog is independent of customers
                 continue
             # Keep order: interactions before an erasure or merge are written first.
             service.record_interactions(session, pending)
@@ -87,5 +105,6 @@ def make_handler(service: RecsysService) -> EventHandler:
                     ),
                 )
         service.record_interactions(session, pending)
+        service.record_items(session, items)
 
     return handle

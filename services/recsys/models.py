@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Float, Index, Integer, MetaData, String
+from sqlalchemy import JSON, DateTime, Float, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -26,6 +27,20 @@ class InteractionRow(Base):
     kind: Mapped[str] = mapped_column(String(40))
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ItemRow(Base):
+    """The catalog: an item's name, categories and attributes, from its newest ``crm.item_updated.v1``."""
+
+    __tablename__ = "recsys_items"
+
+    item_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500))
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Epoch seconds of the event that wrote the row: an older event arriving late changes nothing.
+    event_time: Mapped[float] = mapped_column(Float)
+    event_id: Mapped[str] = mapped_column(String(200))
 
 
 class ReactionRow(Base):

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from services.recsys.models import Base, InteractionRow, ReactionRow
+from services.recsys.models import Base, InteractionRow, ItemRow, ReactionRow
 
 
 def _rowcount(result: Any) -> int:
@@ -119,6 +119,77 @@ def unmerge_customers(session: Session, survivor_id: str, merged_id: str) -> int
         .values(customer_id=merged_id)
     )
     return _rowcount(moved)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogItem:
+    item_id: str
+    name: str
+    categories: tuple[str, ...]
+    attributes: dict[str, Any]
+    event_time: float
+    event_id: str
+
+
+def _catalog_item(row: ItemRow) -> CatalogItem:
+    return CatalogItem(
+        row.item_id,
+        row.name,
+        tuple(row.categories or ()),
+        dict(row.attributes or {}),
+        row.event_time,
+        row.event_id,
+    )
+
+
+def upsert_items(session: Session, items: Iterable[CatalogItem]) -> list[CatalogItem]:
+    """Write the newest version of each item (by event time; ties: the later event id); returns the items
+    that changed."""
+    newest: dict[str, CatalogItem] = {}
+    for item in items:
+        seen = newest.get(item.item_id)
+        if seen is None or (item.event_time, item.event_id) >= (seen.event_time, seen.event_id):
+            newest[item.item_id] = item
+    if not newest:
+        return []
+    existing = {
+        row.item_id: row for row in session.scalars(select(ItemRow).where(ItemRow.item_id.in_(list(newest))))
+    }
+    changed: list[CatalogItem] = []
+    for item in newest.values():
+        row = existing.get(item.item_id)
+        if row is not None and (row.event_time, row.event_id) > (item.event_time, item.event_id):
+            continue  # a newer version is already stored
+        if row is None:
+            session.add(
+                ItemRow(
+                    item_id=item.item_id,
+                    name=item.name,
+                    categories=list(item.categories),
+                    attributes=item.attributes,
+                    event_time=item.event_time,
+                    event_id=item.event_id,
+                )
+            )
+        else:
+            row.name, row.categories, row.attributes = item.name, list(item.categories), item.attributes
+            row.event_time, row.event_id = item.event_time, item.event_id
+        changed.append(item)
+    session.flush()
+    return changed
+
+
+def catalog(session: Session) -> dict[str, CatalogItem]:
+    """Every catalog item by id."""
+    return {row.item_id: _catalog_item(row) for row in session.scalars(select(ItemRow))}
+
+
+def item_interactions(session: Session, item_id: str) -> int:
+    return int(
+        session.execute(
+            select(func.count()).select_from(InteractionRow).where(InteractionRow.item_id == item_id)
+        ).scalar_one()
+    )
 
 
 def add_reaction(session: Session, row: ReactionRow) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from services.recsys.schemas import (
+    BecauseItemOut,
+    ItemOut,
+    ItemsOut,
     ModelsOut,
     RecommendationsOut,
     RecommendedItemOut,
@@ -16,7 +19,7 @@ from services.recsys.schemas import (
     TrainRequest,
     TrainResponse,
 )
-from services.recsys.service import Recommendations, RecsysService, TrainingInProgress
+from services.recsys.service import ItemInfo, Recommendations, RecsysService, TrainingInProgress
 
 router = APIRouter()
 
@@ -38,7 +41,39 @@ def _out(result: Recommendations, customer_id: str | None = None) -> Recommendat
         model_version=result.model_version,
         strategy=result.strategy,
         history_size=result.history_size,
-        items=[RecommendedItemOut(**asdict(item)) for item in result.items],
+        items=[
+            RecommendedItemOut(
+                item_id=item.item_id,
+                name=item.name,
+                categories=item.categories,
+                score=item.score,
+                because=item.because,
+                because_weights=item.because_weights,
+                because_items=[
+                    BecauseItemOut(item_id=b, name=n, weight=w)
+                    for b, n, w in zip(
+                        item.because,
+                        item.because_names or [None] * len(item.because),
+                        item.because_weights,
+                        strict=True,
+                    )
+                ],
+            )
+            for item in result.items
+        ],
+    )
+
+
+def _item_out(info: ItemInfo) -> ItemOut:
+    entry = info.catalog
+    return ItemOut(
+        item_id=info.item_id,
+        name=entry.name if entry else None,
+        categories=list(entry.categories) if entry else [],
+        attributes=entry.attributes if entry else {},
+        updated_at=datetime.fromtimestamp(entry.event_time, UTC) if entry else None,
+        interactions=info.interactions,
+        in_model=info.in_model,
     )
 
 
@@ -61,6 +96,23 @@ async def recommendations_for_session(body: SessionRequest, service: ServiceDep)
     """Top-k items for an anonymous visitor from the items of their session."""
     result = await run_in_threadpool(service.recommend_for_session, body.item_ids, body.k)
     return _out(result)
+
+
+@router.get("/items", tags=["items"])
+async def items_by_id(
+    service: ServiceDep,
+    item_id: Annotated[
+        list[str], Query(min_length=1, max_length=500, description="Item ids (repeat the parameter).")
+    ],
+) -> ItemsOut:
+    """Several items at once (names for a timeline or a cart); unknown ids are left out."""
+    return ItemsOut(items=[_item_out(info) for info in service.items(item_id)])
+
+
+@router.get("/items/{item_id}", tags=["items"])
+async def item_by_id(item_id: Identifier, service: ServiceDep) -> ItemOut:
+    """An item's catalog entry (name, categories, attributes), its interactions and whether the model has it."""
+    return _item_out(service.item(item_id))
 
 
 @router.get("/items/{item_id}/similar", tags=["recommendations"])

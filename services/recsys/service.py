@@ -13,8 +13,8 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.recsys import repository
 from services.recsys.model import ItemEmbeddingModel
 from services.recsys.models import ReactionRow
-from services.recsys.repository import NewInteraction
+from services.recsys.repository import CatalogItem, NewInteraction
 from services.recsys.settings import RecsysSettings
 from services.recsys.training import DEFAULT_GRID, NotEnoughData, train_dlae
 from shared.errors import Conflict, NotFound
@@ -39,7 +39,7 @@ POPULAR_CACHE = 2000
 
 
 class ItemNotFound(NotFound):
-    """The item is not in the served model's catalog."""
+    """The item is unknown: not in the catalog, the served model or any interaction."""
 
 
 class NotEnoughInteractions(Conflict):
@@ -56,6 +56,18 @@ class RecommendedItem:
     score: float
     because: list[str] = field(default_factory=list)
     because_weights: list[float] = field(default_factory=list)
+    # From the catalog (crm.item_updated.v1); None/empty for an item the catalog does not name yet.
+    name: str | None = None
+    categories: list[str] = field(default_factory=list)
+    because_names: list[str | None] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInfo:
+    item_id: str
+    catalog: CatalogItem | None
+    interactions: int
+    in_model: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +142,7 @@ class RecsysService:
         self._total_interactions = 0
         self._new_since_train = 0
         self._erased_since_train = False
+        self._catalog: dict[str, CatalogItem] = {}
         self._loaded = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,10 +176,12 @@ class RecsysService:
         """Load popularity from the database and the current model version from disk (if any)."""
         with self.session_factory() as session:
             counts = repository.item_counts(session)
+            catalog = repository.catalog(session)
         with self._lock:
             self._counts = counts
             self._popular = None
             self._total_interactions = sum(counts.values())
+            self._catalog = catalog
         version = self.store.current_version()
         if version is not None:
             try:
@@ -247,6 +262,61 @@ class RecsysService:
                 break
         return picked
 
+    # -- the catalog ---------------------------------------------------------------------------
+
+    def item(self, item_id: str) -> ItemInfo:
+        """What the service knows of an item: its catalog entry, interactions, whether the model has it."""
+        model = self._model
+        info = ItemInfo(
+            item_id,
+            self._catalog.get(item_id),
+            self._counts.get(item_id, 0),
+            model is not None and item_id in model.item_position,
+        )
+        if info.catalog is None and not info.interactions and not info.in_model:
+            raise ItemNotFound(f"item {item_id!r} is not in the catalog, the model or any interaction")
+        return info
+
+    def items(self, item_ids: Sequence[str]) -> list[ItemInfo]:
+        """The known ones of ``item_ids``, in that order (unknown ids are left out)."""
+        out = []
+        for item_id in dict.fromkeys(item_ids):
+            try:
+                out.append(self.item(item_id))
+            except ItemNotFound:
+                continue
+        return out
+
+    def record_items(self, session: Session, items: list[CatalogItem]) -> None:
+        changed = repository.upsert_items(session, items)
+
+        def committed() -> None:
+            with self._lock:
+                for item in changed:
+                    self._catalog[item.item_id] = item
+
+        if changed:
+            _after_commit(session, committed)
+
+    def _named(self, result: Recommendations) -> Recommendations:
+        """The list with each item's and each "because" item's name and categories from the catalog."""
+        catalog = self._catalog
+        if not catalog:
+            return result
+        named = []
+        for item in result.items:
+            entry = catalog.get(item.item_id)
+            names = [(c.name if (c := catalog.get(b)) is not None else None) for b in item.because]
+            named.append(
+                replace(
+                    item,
+                    name=entry.name if entry is not None else None,
+                    categories=list(entry.categories) if entry is not None else [],
+                    because_names=names,
+                )
+            )
+        return replace(result, items=named)
+
     # -- recommendations -----------------------------------------------------------------------
 
     def _personalized(
@@ -283,8 +353,10 @@ class RecsysService:
         personal = self._personalized(history, k, exclude)
         if personal is not None:
             version, items = personal
-            return Recommendations(version, "personalized", items, len(history))
-        return Recommendations(self.model_version, POPULARITY, self._popularity(k, exclude), len(history))
+            return self._named(Recommendations(version, "personalized", items, len(history)))
+        return self._named(
+            Recommendations(self.model_version, POPULARITY, self._popularity(k, exclude), len(history))
+        )
 
     def recommend_for_session(self, item_ids: list[str], k: int) -> Recommendations:
         """Top-k for an anonymous visitor from the items of their session."""
@@ -293,8 +365,10 @@ class RecsysService:
         personal = self._personalized(history, k, exclude)
         if personal is not None:
             version, items = personal
-            return Recommendations(version, "personalized", items, len(history))
-        return Recommendations(self.model_version, POPULARITY, self._popularity(k, exclude), len(history))
+            return self._named(Recommendations(version, "personalized", items, len(history)))
+        return self._named(
+            Recommendations(self.model_version, POPULARITY, self._popularity(k, exclude), len(history))
+        )
 
     def similar_items(self, item_id: str, k: int) -> Recommendations:
         """Items the model scores highest for someone who interacted with ``item_id`` only."""
@@ -305,7 +379,7 @@ class RecsysService:
         if personal is None:  # nobody else interacted with it: nothing is similar yet
             return Recommendations(model.version, "item_similarity", [], 1)
         version, items = personal
-        return Recommendations(version, "item_similarity", items, 1)
+        return self._named(Recommendations(version, "item_similarity", items, 1))
 
     # -- events (called inside the consumer's transaction) -------------------------------------
 
