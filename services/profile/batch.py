@@ -1,8 +1,9 @@
 """Batch jobs over all profiles: the CLV fit (BG/NBD + Gamma-Gamma) and RFM clustering (k-means).
 
 Both read the purchase aggregates the consumer keeps, write their results onto the profiles in bulk,
-and record a :class:`BatchRun` with their parameters. ``as_of`` defaults to the latest purchase seen,
-so replayed historical data (CDNOW is 1997-98) is scored relative to its own time, not today's.
+and record a :class:`BatchRun` with their parameters. ``as_of`` defaults to now, the wall clock: the
+fleet's one clock, which the 360's ``rfm.recency_days`` and the churn service's "as of" use too. Replayed
+historical data is shifted to end now (``shared.replay``); pass ``as_of`` to score data as of its own time.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +29,7 @@ from services.profile.clv import (
     p_alive,
 )
 from services.profile.models import BatchRun
+from services.profile.schemas import BatchJobResult, BatchStatus
 from shared.contracts import utcnow
 from shared.db import unit_of_work
 from shared.logging import get_logger
@@ -71,7 +73,7 @@ def fit_clv(
         rows = _buyers(session)
         if len(rows) < 10:
             raise ValueError(f"CLV needs at least 10 customers with purchases; there are {len(rows)}")
-        end = as_of or max(r["last_order_at"] for r in rows)
+        end = as_of or utcnow()
         x = np.array([max(r["purchase_days"] - 1, 0) for r in rows], dtype=float)
         t_x = np.array(
             [(r["last_order_at"] - r["first_order_at"]).total_seconds() / 86400 / WEEK_DAYS for r in rows]
@@ -198,7 +200,7 @@ def cluster_customers(
         rows = _buyers(session)
         if len(rows) < 10:
             raise ValueError(f"clustering needs at least 10 customers with purchases; there are {len(rows)}")
-        end = as_of or max(r["last_order_at"] for r in rows)
+        end = as_of or utcnow()
         recency = np.array([max((end - r["last_order_at"]).total_seconds() / 86400, 0.0) for r in rows])
         frequency = np.array([float(r["orders"]) for r in rows])
         monetary = np.array([float(r["revenue"]) for r in rows])
@@ -260,8 +262,13 @@ def uses_time_window(rule: Any) -> bool:
     return False
 
 
+JobName = Literal["segments", "clv", "rfm_clusters"]
+
+
 class BatchScheduler:
-    """Runs the CLV fit and the clustering in a background thread every ``batch_interval_s``."""
+    """Runs the time-window segment refresh, the CLV fit and the clustering in a background thread: every
+    ``batch_interval_s`` (when above 0), and at once on :meth:`request_run` (``POST /models/fit``; ``crm up``
+    asks for one when the demo data is in). :attr:`status` says where it is."""
 
     FIRST_RUN_AFTER_S = 30.0
 
@@ -270,14 +277,45 @@ class BatchScheduler:
         self.settings = settings
         self.service = service
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._periodic = False
+        self._status = BatchStatus(state="idle")
+
+    @property
+    def status(self) -> BatchStatus:
+        with self._lock:
+            return self._status.model_copy(deep=True)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="profile-batch-jobs", daemon=True)
-        self._thread.start()
+        """Run periodically (and on request) until :meth:`stop`."""
+        self._periodic = True
+        self._ensure_thread()
+
+    def request_run(self) -> BatchStatus:
+        """Start a run now, in the background; a run already going is not started twice (the answer says
+        ``running``). Returns the status."""
+        with self._lock:
+            running = self._status.state == "running"
+            if not running:
+                self._status = self._status.model_copy(
+                    update={"state": "running", "step": None, "steps_done": 0}
+                )
+        if not running:
+            self._wake.set()
+        self._ensure_thread()
+        return self.status
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="profile-batch-jobs", daemon=True)
+                self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
 
@@ -295,21 +333,52 @@ class BatchScheduler:
             self.service.publish(outbound)
         return len(outbound)
 
-    def run_once(self) -> None:
-        for name, job in (
-            ("segments", self.refresh_time_windows),
-            ("clv", lambda: fit_clv(self.factory, horizon_days=self.settings.clv_horizon_days)),
-            ("rfm_clusters", lambda: cluster_customers(self.factory, max_k=self.settings.max_clusters)),
-        ):
+    def run_once(self) -> BatchStatus:
+        """Run every job now, in this thread; returns the finished status."""
+        jobs: list[tuple[JobName, Callable[[], str | None]]] = [
+            ("segments", lambda: (self.refresh_time_windows(), None)[1]),
+            ("clv", lambda: fit_clv(self.factory, horizon_days=self.settings.clv_horizon_days).version),
+            (
+                "rfm_clusters",
+                lambda: cluster_customers(self.factory, max_k=self.settings.max_clusters).version,
+            ),
+        ]
+        with self._lock:
+            self._status = self._status.model_copy(
+                update={"state": "running", "step": None, "steps_done": 0, "steps_total": len(jobs),
+                        "started_at": utcnow(), "finished_at": None}
+            )  # fmt: skip
+        log.info("batch_jobs_started", jobs=[name for name, _ in jobs])
+        results: list[BatchJobResult] = []
+        for done, (name, job) in enumerate(jobs):
+            with self._lock:
+                self._status = self._status.model_copy(update={"step": name, "steps_done": done})
             try:
-                job()
+                results.append(BatchJobResult(job=name, outcome="fitted", version=job()))
             except ValueError as exc:  # too few buyers yet
                 log.info("batch_job_skipped", job=name, reason=str(exc))
-            except Exception:
+                results.append(BatchJobResult(job=name, outcome="skipped", detail=str(exc)))
+            except Exception as exc:
                 log.exception("batch_job_failed", job=name)
+                results.append(
+                    BatchJobResult(job=name, outcome="failed", detail=f"{type(exc).__name__}: {exc}")
+                )
+        with self._lock:
+            self._status = self._status.model_copy(
+                update={"state": "done", "step": None, "steps_done": len(jobs), "runs": self._status.runs + 1,
+                        "finished_at": utcnow(), "jobs": results}
+            )  # fmt: skip
+        log.info("batch_jobs_finished", **{r.job: r.version or r.outcome for r in results})
+        return self.status
 
     def _run(self) -> None:
-        wait = self.FIRST_RUN_AFTER_S
-        while not self._stop.wait(wait):
+        wait: float | None = self.FIRST_RUN_AFTER_S if self._periodic else None
+        while not self._stop.is_set():
+            requested = self._wake.wait(wait)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            if not requested and not self._periodic:
+                continue
             self.run_once()
-            wait = self.settings.batch_interval_s
+            wait = self.settings.batch_interval_s if self._periodic else None

@@ -16,8 +16,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from services.profile import repository as repo
+from services.profile.batch import BatchScheduler
 from services.profile.models import Segment, customers_table
 from services.profile.schemas import (
+    BatchStatus,
     CustomerPage,
     CustomerPatch,
     CustomerProfile,
@@ -339,6 +341,20 @@ def refresh_segment(request: Request, service: ServiceDep, segment_id: str) -> S
 
 
 # --- models --------------------------------------------------------------------------------------
+
+
+@router.post("/models/fit", response_model=BatchStatus, status_code=202, tags=["customers"])
+def fit_models(request: Request) -> BatchStatus:
+    """Refit CLV and the RFM clusters (and refresh time-window segments) now, in the background."""
+    jobs: BatchScheduler = request.app.state.batch_jobs
+    return jobs.request_run()
+
+
+@router.get("/models/fit", response_model=BatchStatus, tags=["customers"])
+def fit_status(request: Request) -> BatchStatus:
+    """Where the background fit is: the job running, steps done, the last run's versions or why it skipped."""
+    jobs: BatchScheduler = request.app.state.batch_jobs
+    return jobs.status
 
 
 @router.get("/models", tags=["customers"])

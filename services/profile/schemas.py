@@ -22,13 +22,20 @@ class Aggregates(BaseModel):
 
 
 class Rfm(BaseModel):
-    recency_days: float | None = Field(default=None, description="Days since the last order.")
+    recency_days: float | None = Field(
+        default=None, description="Days since the last order, against the wall clock (the fleet's one clock)."
+    )
     frequency: int = Field(default=0, description="Orders placed.")
     monetary: float = Field(default=0.0, description="Revenue to date.")
     scores: str | None = Field(
         default=None, description="R, F, M quintile scores (1-5) from the last clustering."
     )
     cluster: str | None = Field(default=None, examples=["champions", "loyal", "at risk", "hibernating"])
+    reason: str | None = Field(
+        default=None,
+        description="Why `recency_days`, `scores` or `cluster` is null; absent when all are set.",
+        examples=["no purchases yet"],
+    )
 
 
 class Sentiment(BaseModel):
@@ -59,6 +66,11 @@ class Clv(BaseModel):
     expected_value: float | None = Field(default=None, description="Expected revenue within horizon_days.")
     horizon_days: int | None = None
     model_version: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="Why the CLV fields are null; absent when they are set.",
+        examples=["no purchases yet"],
+    )
 
 
 class CustomerProfile(BaseModel):
@@ -82,6 +94,26 @@ class CustomerProfile(BaseModel):
     segments: list[str] = Field(default_factory=list, description="Names of the segments the customer is in.")
     version: int = Field(description="Increases with every change to the profile.")
     updated_at: datetime
+
+
+class BatchJobResult(BaseModel):
+    job: Literal["segments", "clv", "rfm_clusters"]
+    outcome: Literal["fitted", "skipped", "failed"]
+    version: str | None = Field(default=None, description="The model version written (fitted).")
+    detail: str | None = Field(default=None, examples=["CLV needs at least 10 customers with purchases"])
+
+
+class BatchStatus(BaseModel):
+    """The background fit of segments' time windows, CLV and RFM clusters (``POST /models/fit`` starts one)."""
+
+    state: Literal["idle", "running", "done"] = Field(description="done: the last run finished.")
+    step: str | None = Field(default=None, description="The job running now.", examples=["clv"])
+    steps_done: int = 0
+    steps_total: int = 3
+    runs: int = Field(default=0, description="Runs finished since the service started.")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    jobs: list[BatchJobResult] = Field(default_factory=list, description="The last finished run's jobs.")
 
 
 class CustomerPage(BaseModel):

@@ -230,6 +230,27 @@ def sentiment_trend(row: dict[str, Any]) -> Literal["improving", "declining", "s
     return "improving" if delta > TREND_THRESHOLD else "declining" if delta < -TREND_THRESHOLD else "stable"
 
 
+NO_PURCHASES = "no purchases yet"
+
+
+def rfm_reason(row: dict[str, Any]) -> str | None:
+    """Why a part of the customer's RFM is null (None when nothing is)."""
+    if not row["orders"] or row["last_order_at"] is None:
+        return NO_PURCHASES
+    if row["rfm_cluster"] is None or row["rfm_scores"] is None:
+        return "not clustered yet: the next RFM clustering (POST /models/fit, or the periodic run) scores this buyer"
+    return None
+
+
+def clv_reason(row: dict[str, Any]) -> str | None:
+    """Why the customer's CLV is null (None when it is set)."""
+    if not row["orders"] or row["first_order_at"] is None:
+        return NO_PURCHASES
+    if row["clv_model_version"] is None:
+        return "not fitted yet: the next CLV fit (POST /models/fit, or the periodic run) includes this buyer"
+    return None
+
+
 def profile_facts(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The flat facts segment rules are evaluated on."""
     orders = row["orders"]
@@ -450,6 +471,7 @@ class ProfileService:
                 monetary=round(row["revenue"], 6),
                 scores=row["rfm_scores"],
                 cluster=row["rfm_cluster"],
+                reason=rfm_reason(row),
             ),
             sentiment=Sentiment(
                 count=row["sentiment_count"],
@@ -468,6 +490,7 @@ class ProfileService:
                 expected_value=row["clv_expected_value"],
                 horizon_days=row["clv_horizon_days"],
                 model_version=row["clv_model_version"],
+                reason=clv_reason(row),
             ),
             consent=row["consent"],
             segments=segments or [],

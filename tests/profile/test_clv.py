@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from services.profile.clv import BgNbd, expected_purchases, fit_bgnbd, fit_gamma
 from services.profile.settings import get_settings
 from shared.datasets import cdnow_transactions
 from shared.replay import cdnow_customer_id, cdnow_events
-from tests.profile.conftest import Store
+from tests.profile.conftest import Store, event
 
 CALIBRATION_END = date(1997, 9, 30)  # 39 weeks after 1997-01-01
 
@@ -59,23 +59,53 @@ def test_cluster_names_are_words() -> None:
 
 def test_batch_jobs_write_clv_and_clusters_on_profiles(store: Store) -> None:
     customers = sorted({t.customer_id for t in cdnow_transactions(sample=True)})[:400]
-    events = [e.event for e in cdnow_events(sample=True, customers=customers)]
+    # Replayed as the demo is: shifted to end now, the clock the fit scores against by default.
+    events = [e.event for e in cdnow_events(sample=True, customers=customers, now=datetime.now(UTC))]
     for start in range(0, len(events), 500):
         store.apply(events[start : start + 500])
+    with store.factory() as session:
+        before = store.service.view(store.service.active_row(session, cdnow_customer_id(customers[0])))
+    assert before.clv.p_alive is None
+    assert str(before.clv.reason).startswith("not fitted yet")
+    assert before.rfm.cluster is None
+    assert str(before.rfm.reason).startswith("not clustered yet")
     clv = fit_clv(store.factory, horizon_days=90)
     assert clv.customers == len(customers)
     assert 0.05 < clv.bgnbd.r < 2
+    assert abs(clv.as_of - datetime.now(UTC)) < timedelta(minutes=5)
     clusters = cluster_customers(store.factory, max_k=5)
     assert 2 <= clusters.k <= 5
     assert sum(clusters.names.values()) == len(customers)
     with store.factory() as session:
-        view = store.service.view(store.service.active_row(session, cdnow_customer_id(customers[0])))
+        views = [
+            store.service.view(store.service.active_row(session, cdnow_customer_id(c))) for c in customers
+        ]
+    view = views[0]
     assert view.clv.model_version == clv.version
     assert 0 <= view.clv.p_alive <= 1
     assert view.clv.expected_purchases >= 0
     assert view.clv.expected_value >= 0
     assert view.rfm.cluster in clusters.names
     assert len(view.rfm.scores) == 3
+    assert view.rfm.reason is None
+    assert view.clv.reason is None
+    # Scored as of now on data that ends now: some CDNOW buyers are still alive, as in a live shop.
+    alive = sorted(v.clv.p_alive for v in views)
+    assert alive[len(alive) // 2] > 0.05
+    assert alive[-1] > 0.5
+
+
+def test_a_customer_without_purchases_says_why_rfm_and_clv_are_empty(store: Store) -> None:
+    store.apply(
+        [event("rating", {"customer": {"customer_id": "only-ratings"}, "item_id": "m1", "rating": 4})]
+    )
+    with store.factory() as session:
+        view = store.service.view(store.service.active_row(session, "only-ratings"))
+    assert view.rfm.recency_days is None
+    assert view.rfm.scores is None
+    assert view.rfm.reason == "no purchases yet"
+    assert view.clv.p_alive is None
+    assert view.clv.reason == "no purchases yet"
 
 
 def test_cli_fits_clv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,7 +116,7 @@ def test_cli_fits_clv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         store = Store(f"sqlite:///{tmp_path}/profile.db")
         customers = sorted({t.customer_id for t in cdnow_transactions(sample=True)})[:60]
-        store.apply([e.event for e in cdnow_events(sample=True, customers=customers)])
+        store.apply([e.event for e in cdnow_events(sample=True, customers=customers, now=datetime.now(UTC))])
         store.engine.dispose()
         result = CliRunner().invoke(app, ["fit-clv", "--horizon-days", "30"])
         assert result.exit_code == 0, result.output
