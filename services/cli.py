@@ -79,17 +79,26 @@ def replay(
         False, help="CDNOW: the 1/10 sample (2,357 customers) instead of all 23,570."
     ),
     views: bool = typer.Option(False, help="MovieLens: emit a product view before each rating."),
+    to_now: bool = typer.Option(
+        True,
+        "--to-now/--original-times",
+        help="Shift event times by whole days so the data set ends now (the fleet's clock is the wall clock).",
+    ),
     bootstrap: str | None = typer.Option(None, help="Kafka bootstrap servers; default $CRM_KAFKA_BOOTSTRAP."),
 ) -> None:
     """Publish a real data set as CloudEvents, in time order, with a progress bar."""
+    from shared.contracts import utcnow
     from shared.kafka import EventPublisher, ensure_topics
     from shared.replay import cdnow_events, movielens_events
     from shared.replay import replay as run_replay
     from shared.settings import KafkaSettings
 
     settings = KafkaSettings(bootstrap=_bootstrap_or_fail(bootstrap))
+    now = utcnow() if to_now else None
     events = (
-        movielens_events(with_views=views) if dataset is Dataset.movielens else cdnow_events(sample=sample)
+        movielens_events(with_views=views, now=now)
+        if dataset is Dataset.movielens
+        else cdnow_events(sample=sample, now=now)
     )
     if limit:
         events = itertools.islice(events, limit)
@@ -129,7 +138,7 @@ def up(
     port_offset: int = typer.Option(0, help="Add this to every service port (8000-8004)."),
 ) -> None:
     """Start the broker and every service, load demo data, print the URLs; Ctrl-C stops everything."""
-    from services.fleet import Fleet, FleetError, FleetInterrupted, install_stop_signals
+    from services.fleet import DemoLoad, Fleet, FleetError, FleetInterrupted, install_stop_signals
 
     stop = threading.Event()
     install_stop_signals(stop)
@@ -149,7 +158,7 @@ def up(
         if "gateway" in fleet.services:
             typer.echo(f"\nOpen {fleet.url_of('gateway')}/docs  — admin API key: {fleet.admin_key}")
         if demo:
-            _start_demo(fleet.bootstrap or "", demo_rate, stop)
+            DemoLoad(fleet, demo_rate, stop).start()
         typer.echo("The fleet is up. Ctrl-C stops everything.")
         stop.wait()
     except FleetInterrupted:
@@ -161,42 +170,6 @@ def up(
         typer.echo("Stopping the fleet ...")
         fleet.stop()
         typer.echo("Stopped; no process left behind.")
-
-
-def _start_demo(bootstrap: str, rate: float, stop: threading.Event) -> threading.Thread:
-    """Replay the demo data in the background so the fleet answers while it loads."""
-    from shared.contracts import Topic
-    from shared.kafka import EventPublisher, ensure_topics
-    from shared.replay import cdnow_events, movielens_events, replay
-    from shared.settings import KafkaSettings
-
-    def run() -> None:
-        settings = KafkaSettings(bootstrap=bootstrap)
-        ensure_topics(settings, [Topic.INTERACTIONS])
-        publisher = EventPublisher(settings, client_id="crm-demo")
-        try:
-            replay(
-                movielens_events(),
-                publisher,
-                rate=rate,
-                total=100_943,
-                description="demo: MovieLens",
-                stop=stop,
-            )
-            replay(
-                cdnow_events(sample=True),
-                publisher,
-                rate=rate,
-                total=6_919,
-                description="demo: CDNOW",
-                stop=stop,
-            )
-        finally:
-            publisher.close()
-
-    thread = threading.Thread(target=run, name="demo-replay", daemon=True)
-    thread.start()
-    return thread
 
 
 @contracts_app.command("export")

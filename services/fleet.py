@@ -3,6 +3,10 @@
 Each service is its own uvicorn process on its own port, logging to ``var/logs/<service>.log``.
 Children run in their own process groups and are told to die with this process (PR_SET_PDEATHSIG),
 so Ctrl-C, SIGTERM or a crash of the runner leaves no process behind.
+
+The demo (:class:`DemoLoad`) replays the MovieLens catalog, MovieLens 100k and the CDNOW sample shifted to
+end now, waits until the services have applied it, then fits the profile's CLV and RFM clusters and the
+recommender on all of it, so a demo customer's 360 is complete once ``demo_ready`` is logged.
 """
 
 from __future__ import annotations
@@ -15,13 +19,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+from tqdm import tqdm
 
+from shared.auth import API_KEY_HEADER
 from shared.broker import EmbeddedBroker
+from shared.contracts import Topic, utcnow
+from shared.kafka import EventPublisher, ensure_topics
 from shared.logging import get_logger
+from shared.replay import cdnow_events, movielens_catalog_events, movielens_events, replay
+from shared.settings import KafkaSettings
 
 log = get_logger(__name__)
 
@@ -246,6 +259,186 @@ class Fleet:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# Whose committed offsets say the demo is applied: (service, consumer group, topics), in the order the data
+# flows (the profile republishes what the others read). The groups are the services' defaults.
+DEMO_CONSUMERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("profile", "crm-profile", (Topic.INTERACTIONS,)),
+    ("recsys", "crm-recsys", (Topic.INTERACTIONS_RESOLVED, Topic.ITEM_UPDATED)),
+    ("churn", "crm-churn", (Topic.INTERACTIONS_RESOLVED,)),
+)
+DEMO_SIZES = {"catalog": 1_682, "movielens": 100_943, "cdnow": 6_919}
+
+
+@dataclass
+class DemoLoad:
+    """Load the demo into a running fleet, in the background: publish, wait until applied, fit."""
+
+    fleet: Fleet
+    rate: float
+    stop: threading.Event
+    progress: bool = True
+    timeout_s: float = 1800.0
+    poll_s: float = 1.0
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="demo-load", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self) -> None:
+        try:
+            self.publish()
+            if self.stop.is_set():
+                return
+            for service, group, topics in DEMO_CONSUMERS:
+                if service in self.fleet.services:
+                    self.wait_applied(service, group, topics)
+            self.fit()
+            log.info("demo_ready", detail="every demo customer's 360 is complete")
+        except FleetInterrupted:
+            pass
+        except Exception:
+            # The fleet keeps serving what it has; the log says what is missing.
+            log.exception("demo_load_failed")
+
+    def _settings(self) -> KafkaSettings:
+        return KafkaSettings(bootstrap=self.fleet.bootstrap or "")
+
+    def publish(self) -> None:
+        """The catalog first, then MovieLens and CDNOW, each shifted to end now (shared.replay)."""
+        now = utcnow()
+        settings = self._settings()
+        ensure_topics(settings, [Topic.INTERACTIONS, Topic.ITEM_UPDATED])
+        publisher = EventPublisher(settings, client_id="crm-demo")
+        log.info(
+            "demo_publishing", now=now.isoformat(), detail="event times shifted so each data set ends now"
+        )
+        try:
+            for name, events in (
+                ("catalog", movielens_catalog_events(now=now)),
+                ("movielens", movielens_events(now=now)),
+                ("cdnow", cdnow_events(sample=True, now=now)),
+            ):
+                sent = replay(
+                    events,
+                    publisher,
+                    rate=self.rate,
+                    total=DEMO_SIZES[name],
+                    progress=self.progress,
+                    description=f"demo: {name}",
+                    stop=self.stop,
+                )
+                log.info("demo_published", data_set=name, events=sent)
+        finally:
+            publisher.close()
+
+    def wait_applied(self, service: str, group: str, topics: Iterable[str]) -> None:
+        """Until ``group`` has committed every offset of ``topics`` (a consumer commits after the effect is
+        durable, so committed means applied), with a progress bar of events applied."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._settings().servers(), group_id=group, enable_auto_commit=False,
+            client_id="crm-demo-progress",
+        )  # fmt: skip
+        deadline = time.monotonic() + self.timeout_s
+        bar = tqdm(desc=f"demo: {service} applying", unit="ev", disable=not self.progress)
+        log.info("demo_waiting_for_consumer", service=service, group=group)
+        try:
+            while True:
+                partitions = [
+                    TopicPartition(topic, p)
+                    for topic in topics
+                    for p in consumer.partitions_for_topic(topic) or ()
+                ]
+                ends = consumer.end_offsets(partitions) if partitions else {}
+                done = sum(min(consumer.committed(tp) or 0, end) for tp, end in ends.items())
+                total = sum(ends.values())
+                bar.total, bar.n = total, done
+                bar.refresh()
+                if partitions and done >= total:
+                    log.info("demo_applied", service=service, events=total)
+                    return
+                if time.monotonic() > deadline:
+                    raise FleetError(
+                        f"{service} applied {done} of {total} demo events in {self.timeout_s:.0f}s"
+                    )
+                if self.stop.wait(self.poll_s):
+                    raise FleetInterrupted("stopped while loading the demo")
+        finally:
+            bar.close()
+            consumer.close()
+
+    def fit(self) -> None:
+        """The profile's CLV and RFM clusters, and the recommender, on everything loaded."""
+        headers = {API_KEY_HEADER: self.fleet.internal_key}
+        with httpx.Client(timeout=30.0, headers=headers) as client:
+            serving_before = None
+            if "recsys" in self.fleet.services:
+                serving_before = self._train_recsys(client, self.fleet.url_of("recsys"))
+            if "profile" in self.fleet.services:
+                self._fit_profile(client, self.fleet.url_of("profile"))
+            if serving_before is not None:
+                self._wait_recsys(client, self.fleet.url_of("recsys"), serving_before)
+
+    def _fit_profile(self, client: httpx.Client, url: str) -> None:
+        status = client.post(f"{url}/models/fit").raise_for_status().json()
+        requested = status["requested"]  # the run that includes everything the profile has applied
+        log.info("demo_models_fitting", service="profile", jobs=status["steps_total"])
+        deadline = time.monotonic() + self.timeout_s
+        with tqdm(total=status["steps_total"], desc="demo: profile CLV + RFM clusters", unit="job",
+                  disable=not self.progress) as bar:  # fmt: skip
+            while status["runs"] < requested:
+                if time.monotonic() > deadline:
+                    raise FleetError(f"the profile's fit did not finish in {self.timeout_s:.0f}s: {status}")
+                if self.stop.wait(self.poll_s):
+                    raise FleetInterrupted("stopped while fitting the demo models")
+                status = client.get(f"{url}/models/fit").raise_for_status().json()
+                bar.n = status["steps_done"]
+                bar.set_postfix_str(status["step"] or "")
+                bar.refresh()
+            bar.n = status["steps_total"]
+            bar.refresh()
+        log.info(
+            "demo_models_fitted",
+            service="profile",
+            **{job["job"]: job["version"] or f"{job['outcome']}: {job['detail']}" for job in status["jobs"]},
+        )
+
+    def _train_recsys(self, client: httpx.Client, url: str) -> str:
+        """Start a training run on everything loaded; one already going (the service's own trainer) may
+        have read part of it, so wait for it and start another. Returns the version served before."""
+        before = str(client.get(f"{url}/models").raise_for_status().json()["serving"])
+        deadline = time.monotonic() + self.timeout_s
+        while (response := client.post(f"{url}/models/train", json={})).status_code == 409:
+            if time.monotonic() > deadline:
+                raise FleetError(f"recsys was training for {self.timeout_s:.0f}s")
+            if self.stop.wait(self.poll_s):
+                raise FleetInterrupted("stopped while training the demo recommender")
+        response.raise_for_status()
+        log.info("demo_models_fitting", service="recsys")
+        return before
+
+    def _wait_recsys(self, client: httpx.Client, url: str, before: str) -> None:
+        deadline = time.monotonic() + self.timeout_s
+
+        def busy(models: dict[str, object]) -> bool:
+            return bool(models["training"]) or (
+                models["serving"] == before and not models["last_training_error"]
+            )
+
+        while busy(models := client.get(f"{url}/models").raise_for_status().json()):
+            if time.monotonic() > deadline:
+                raise FleetError(f"recsys training did not finish in {self.timeout_s:.0f}s")
+            if self.stop.wait(self.poll_s):
+                raise FleetInterrupted("stopped while training the demo recommender")
+        log.info(
+            "demo_models_fitted",
+            service="recsys",
+            serving=models["serving"],
+            interactions=models["interactions"],
+            error=models["last_training_error"],
+        )
 
 
 def install_stop_signals(stop: threading.Event) -> None:
