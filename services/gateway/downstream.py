@@ -22,6 +22,12 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 
+# Answers that mean the service cannot serve anyone right now; they count against its breaker. Any other
+# 5xx is the service failing on this one request (a bug its input found): it is passed on as such and
+# does not open the breaker, or one client's bad request would take the service away from everyone.
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
 class DownstreamUnavailable(Exception):
     """The service did not answer usefully: connection refused, timeout, 5xx, or its breaker is open."""
 
@@ -137,7 +143,8 @@ class Downstream:
         timeout_s: float | None = None,
         request_id: str | None = None,
     ) -> DownstreamResponse:
-        """Call the service; 2xx-4xx come back as answers, anything else raises DownstreamUnavailable."""
+        """Call the service; its answers come back (a 500 included), except 502/503/504, a timeout, a refused
+        connection or an open breaker, which raise DownstreamUnavailable."""
         if not self.breaker.allow():
             DOWNSTREAM_CALLS.labels(self.name, "breaker_open").inc()
             raise DownstreamUnavailable(self.name, "circuit breaker open")
@@ -156,17 +163,20 @@ class Downstream:
                 status = response.status
                 content = await response.read()
                 headers = response.headers
-            if status >= 500:
-                outcome = "5xx"
+            if status in UNAVAILABLE_STATUSES:
+                outcome = "unavailable"
                 self.breaker.failure()
                 raise DownstreamUnavailable(self.name, f"answered {status}")
             try:
                 body = _json_loads(content) if content else None
             except ValueError as exc:
-                outcome = "bad_body"
-                self.breaker.failure()
-                raise DownstreamUnavailable(self.name, "answered a body that is not JSON") from exc
-            outcome = "ok" if status < 400 else "4xx"
+                if status >= 500:
+                    body = None  # a crash page: the status says enough
+                else:
+                    outcome = "bad_body"
+                    self.breaker.failure()
+                    raise DownstreamUnavailable(self.name, "answered a body that is not JSON") from exc
+            outcome = "ok" if status < 400 else "4xx" if status < 500 else "5xx"
             self.breaker.success()
             return DownstreamResponse(status, body, headers)
         except TimeoutError as exc:  # aiohttp's timeouts are asyncio.TimeoutError, i.e. TimeoutError

@@ -46,6 +46,12 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 
+class DownstreamFailed(CRMError):
+    """A service failed on this request (it answered 500): a bug, reported, not an outage."""
+
+    status_code = 502
+
+
 class PayloadTooLarge(CRMError):
     """The request body is larger than the gateway accepts."""
 
@@ -66,6 +72,7 @@ PROXY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _err("The service refused the request."),
     404: _err("Not found."),
     409: _err("Conflicts with the current state."),
+    502: _err("The service behind this route failed on this request."),
     503: _err("The service behind this route is unavailable; see Retry-After."),
 }
 
@@ -107,6 +114,9 @@ async def forward(
         )
     except DownstreamUnavailable as exc:
         raise _unavailable(request, service, exc) from exc
+    if answer.status_code >= 500:
+        log.error("downstream_failed", downstream=service, status=answer.status_code, path=path)
+        raise DownstreamFailed(f"the {service} service failed on this request ({answer.status_code})")
     if answer.status_code == 204 or answer.body is None:
         return Response(status_code=answer.status_code)
     return JSONResponse(answer.body, status_code=answer.status_code)

@@ -74,6 +74,9 @@ def _body(result: DownstreamResponse | DownstreamUnavailable, degraded: list[str
     if isinstance(result, DownstreamUnavailable):
         degraded.append(name)
         return None
+    if result.status_code >= 500:
+        degraded.append(name)  # it failed on this customer: the part is missing, though the service is up
+        return None
     if result.status_code >= 400:
         return None  # the service has nothing on this customer (e.g. 404): not an outage
     return result.body
