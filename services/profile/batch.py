@@ -281,6 +281,7 @@ class BatchScheduler:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._periodic = False
+        self._in_run = False
         self._status = BatchStatus(state="idle")
 
     @property
@@ -294,15 +295,14 @@ class BatchScheduler:
         self._ensure_thread()
 
     def request_run(self) -> BatchStatus:
-        """Start a run now, in the background; a run already going is not started twice (the answer says
-        ``running``). Returns the status."""
+        """Start a run now, in the background. During a run, another one follows it (it may have read the
+        profiles before the latest events); requests made meanwhile share that one. The answer's
+        ``requested`` is the run number that includes everything applied before the request."""
         with self._lock:
-            running = self._status.state == "running"
-            if not running:
-                self._status = self._status.model_copy(
-                    update={"state": "running", "step": None, "steps_done": 0}
-                )
-        if not running:
+            requested = self._status.runs + (2 if self._in_run else 1)
+            self._status = self._status.model_copy(
+                update={"requested": max(requested, self._status.requested)}
+            )
             self._wake.set()
         self._ensure_thread()
         return self.status
@@ -344,6 +344,8 @@ class BatchScheduler:
             ),
         ]
         with self._lock:
+            self._in_run = True
+            self._wake.clear()  # this run serves every request made until now
             self._status = self._status.model_copy(
                 update={"state": "running", "step": None, "steps_done": 0, "steps_total": len(jobs),
                         "started_at": utcnow(), "finished_at": None}
@@ -364,6 +366,7 @@ class BatchScheduler:
                     BatchJobResult(job=name, outcome="failed", detail=f"{type(exc).__name__}: {exc}")
                 )
         with self._lock:
+            self._in_run = False
             self._status = self._status.model_copy(
                 update={"state": "done", "step": None, "steps_done": len(jobs), "runs": self._status.runs + 1,
                         "finished_at": utcnow(), "jobs": results}
@@ -377,7 +380,6 @@ class BatchScheduler:
             requested = self._wake.wait(wait)
             if self._stop.is_set():
                 return
-            self._wake.clear()
             if not requested and not self._periodic:
                 continue
             self.run_once()

@@ -111,6 +111,9 @@ class BatchStatus(BaseModel):
     steps_done: int = 0
     steps_total: int = 3
     runs: int = Field(default=0, description="Runs finished since the service started.")
+    requested: int = Field(
+        default=0, description="The run that serves the latest request: done when `runs` reaches it."
+    )
     started_at: datetime | None = None
     finished_at: datetime | None = None
     jobs: list[BatchJobResult] = Field(default_factory=list, description="The last finished run's jobs.")

@@ -15,11 +15,12 @@ from shared.replay import cdnow_customer_id, cdnow_events
 from tests.profile.conftest import event, feed
 
 
-def wait_until_done(client: TestClient, runs: int = 1) -> dict[str, Any]:
+def wait_until_done(client: TestClient, requested: int) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while True:
         status = client.get("/models/fit").json()
-        if status["state"] == "done" and status["runs"] >= runs:
+        if status["runs"] >= requested:
+            assert status["state"] == "done"
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.1)
@@ -31,8 +32,8 @@ def test_fit_now_fills_rfm_clusters_and_clv_of_every_buyer(client: TestClient) -
     feed(client, [event("rating", {"customer": {"customer_id": "rater"}, "item_id": "m1", "rating": 4})])
     started = client.post("/models/fit")
     assert started.status_code == 202
-    assert started.json()["state"] == "running"
-    status = wait_until_done(client)
+    assert started.json()["requested"] == 1
+    status = wait_until_done(client, 1)
     assert status["steps_done"] == status["steps_total"] == 3
     outcomes = {job["job"]: job for job in status["jobs"]}
     assert outcomes["clv"]["outcome"] == "fitted"
@@ -58,8 +59,7 @@ def test_fit_now_fills_rfm_clusters_and_clv_of_every_buyer(client: TestClient) -
 
 def test_too_few_buyers_is_a_skip_with_its_reason(client: TestClient) -> None:
     feed(client, [event("purchase", {"customer": {"customer_id": "lone"}, "order_id": "1", "amount": 5.0})])
-    client.post("/models/fit")
-    status = wait_until_done(client)
+    status = wait_until_done(client, client.post("/models/fit").json()["requested"])
     outcomes = {job["job"]: job for job in status["jobs"]}
     assert outcomes["clv"]["outcome"] == "skipped"
     assert "at least 10 customers" in outcomes["clv"]["detail"]
