@@ -61,6 +61,7 @@ from shared.contracts.events import (
     SegmentMembershipChanged,
     SentimentScored,
 )
+from shared.db import forget_erased_data
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.kafka import EventPublisher, InboundEvent
 from shared.logging import get_logger
@@ -971,6 +972,7 @@ class ProfileService:
                 id=stable_event_id("erased", erasure_id, cid),
             )
             outbound.append((Topic.CUSTOMER_ERASED, event, cid))
+        forget_erased_data(session)
         log.info("customer_erased", erasure_id=erasure_id, profiles=len(ids))
         return receipt, False, outbound
 
@@ -985,6 +987,8 @@ class _Batch:
         self.now = utcnow()
         self.owners: dict[str, str] = {}
         self.rows: dict[str, dict[str, Any]] = {}
+        # Each loaded row as it was read: a dirty row's update writes only the columns that differ.
+        self.loaded: dict[str, dict[str, Any]] = {}
         self.new_ids: set[str] = set()
         self.dirty: set[str] = set()
         self.new_identifiers: list[dict[str, Any]] = []
@@ -1015,6 +1019,7 @@ class _Batch:
         self.owners = repo.identifier_owners(self.session, hashes)
         wanted = set(self.owners.values()) | {self._canonical(e.payload.customer) for e in events}  # type: ignore[attr-defined]
         self.rows = repo.load_customers(self.session, wanted)
+        self.loaded = {customer_id: dict(row) for customer_id, row in self.rows.items()}
         self.absent = wanted - set(self.rows)
 
     def _row(self, customer_id: str) -> dict[str, Any] | None:
@@ -1023,6 +1028,7 @@ class _Batch:
             row = repo.load_customers(self.session, [customer_id]).get(customer_id)
             if row is not None:
                 self.rows[customer_id] = row
+                self.loaded[customer_id] = dict(row)
         return row
 
     def _follow(self, customer_id: str) -> dict[str, Any] | None:
@@ -1110,11 +1116,12 @@ class _Batch:
         at = event.time
         kind = short_type(event.type)
         row["event_count"] += 1
+        # New dicts, never changed in place: _changed() finds what to write by identity.
         counts = row["counts_by_type"]
-        counts[kind] = counts.get(kind, 0) + 1
+        row["counts_by_type"] = {**counts, kind: counts.get(kind, 0) + 1}
         if payload.channel:
             channels = row["counts_by_channel"]
-            channels[payload.channel] = channels.get(payload.channel, 0) + 1
+            row["counts_by_channel"] = {**channels, payload.channel: channels.get(payload.channel, 0) + 1}
         if row["first_seen"] is None or at < row["first_seen"]:
             row["first_seen"] = at
         if row["last_seen"] is None or at > row["last_seen"]:
@@ -1174,6 +1181,7 @@ class _Batch:
 
     def run_signals(self, events: Sequence[InboundEvent]) -> None:
         self.rows = repo.load_customers(self.session, {e.payload.customer_id for e in events})  # type: ignore[attr-defined]
+        self.loaded = {customer_id: dict(row) for customer_id, row in self.rows.items()}
         for event in events:
             payload = event.payload
             row = self._follow(payload.customer_id)  # type: ignore[attr-defined]
@@ -1224,13 +1232,22 @@ class _Batch:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def _changed(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row's id and the columns this batch assigned. A batch assigns new values and never
+        changes one in place, so a column still holding the object it was read with is unchanged:
+        fewer values to convert and, on SQLite, fewer index entries rewritten."""
+        before = self.loaded.get(row["id"])
+        if before is None:
+            return row
+        return {name: value for name, value in row.items() if name == "id" or value is not before.get(name)}
+
     def _flush(self) -> None:
         touched = [self.rows[c] for c in (self.new_ids | self.dirty)]
         for row in touched:
             row["updated_at"] = self.now
             row["version"] += 1
         repo.insert_customers(self.session, [self.rows[c] for c in sorted(self.new_ids)])
-        repo.update_customers(self.session, [self.rows[c] for c in sorted(self.dirty)])
+        repo.update_customers(self.session, [self._changed(self.rows[c]) for c in sorted(self.dirty)])
         repo.insert_identifiers(self.session, self.new_identifiers)
         repo.insert_timeline(self.session, self.timeline)
         if touched:
