@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values of secrets that are public (in this repository: the compose file, the k8s placeholders, the fleet's
@@ -144,7 +144,14 @@ class ServiceSettings(BaseSettings):
     def _check_fleet_wide(self) -> ServiceSettings:
         prefix = self.model_config.get("env_prefix", "CRM_")
         refuse_public_secret(self.environment, f"{prefix}INTERNAL_API_KEY", self.internal_api_key)
-        get_event_rules()  # an invalid CRM_EVENTS_* stops the service at start-up, not at its first event
+        try:
+            get_event_rules()  # an invalid CRM_EVENTS_* stops the service at start-up, not at its first event
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"CRM_EVENTS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ValueError(f"invalid event rules: {problems}") from exc
         return self
 
     @property

@@ -19,7 +19,7 @@ from shared.contracts import CloudEvent, EventTypeName, dead_letter_topic, paylo
 from shared.contracts.events import Identify, Purchase
 from shared.db import EventLedger, make_engine
 from shared.kafka import DLQ_DETAIL, DLQ_REASON, EventConsumer, EventPublisher, ensure_topics
-from shared.settings import KafkaSettings, get_event_rules
+from shared.settings import KafkaSettings, ServiceSettings, get_event_rules
 from tests.shared.bus_support import applied, applied_count, metadata, recording_handler, wait_for
 from tests.shared.test_kafka import read_all
 
@@ -99,6 +99,13 @@ def test_an_invalid_rule_setting_fails_naming_the_variable(rules_env: pytest.Mon
     get_event_rules.cache_clear()
     with pytest.raises(ValidationError, match="CRM_EVENTS_MAX_AMOUNT"):
         get_event_rules()
+
+
+def test_a_service_with_invalid_rules_stops_at_start_up(rules_env: pytest.MonkeyPatch) -> None:
+    rules_env.setenv("CRM_EVENTS_MAX_FUTURE_SKEW_S", "soon")
+    get_event_rules.cache_clear()
+    with pytest.raises(ValidationError, match="CRM_EVENTS_MAX_FUTURE_SKEW_S"):
+        ServiceSettings()
 
 
 @pytest.mark.parametrize(
