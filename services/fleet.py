@@ -337,10 +337,18 @@ class DemoLoad:
     def wait_applied(self, service: str, group: str, topics: Iterable[str]) -> None:
         """Until ``group`` has committed every offset of ``topics`` (a consumer commits after the effect is
         durable, so committed means applied), with a progress bar of events applied."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self._settings().servers(), group_id=group, enable_auto_commit=False,
+        servers = self._settings().servers()
+        group_offsets = KafkaConsumer(
+            bootstrap_servers=servers, group_id=group, enable_auto_commit=False, client_id="crm-demo-progress"
+        )
+        # Reads the log ends from fetch responses: the embedded broker (Tansu 0.6) answers ListOffsets
+        # ("latest") with a count of record batches, not the next offset.
+        ends_probe = KafkaConsumer(
+            bootstrap_servers=servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
             client_id="crm-demo-progress",
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + self.timeout_s
         bar = tqdm(desc=f"demo: {service} applying", unit="ev", disable=not self.progress)
         log.info("demo_waiting_for_consumer", service=service, group=group)
@@ -349,10 +357,11 @@ class DemoLoad:
                 partitions = [
                     TopicPartition(topic, p)
                     for topic in topics
-                    for p in consumer.partitions_for_topic(topic) or ()
+                    for p in group_offsets.partitions_for_topic(topic) or ()
                 ]
-                ends = consumer.end_offsets(partitions) if partitions else {}
-                done = sum(min(consumer.committed(tp) or 0, end) for tp, end in ends.items())
+                committed = {tp: group_offsets.committed(tp) or 0 for tp in partitions}
+                ends = self._log_ends(ends_probe, committed) if partitions else {}
+                done = sum(min(committed[tp], end) for tp, end in ends.items())
                 total = sum(ends.values())
                 bar.total, bar.n = total, done
                 bar.refresh()
@@ -367,7 +376,26 @@ class DemoLoad:
                     raise FleetInterrupted("stopped while loading the demo")
         finally:
             bar.close()
-            consumer.close()
+            ends_probe.close()
+            group_offsets.close()
+
+    @staticmethod
+    def _log_ends(probe: KafkaConsumer, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The next offset of each partition (its high watermark), from a fetch at ``positions``; never
+        below what ListOffsets says (a real Kafka answers that right)."""
+        listed = probe.end_offsets(list(positions))
+        if set(probe.assignment()) != set(positions):
+            probe.assign(list(positions))
+        for tp, offset in positions.items():
+            probe.seek(tp, offset)
+        deadline = time.monotonic() + 10
+        fetched = 0
+        while fetched == 0 or any(probe.highwater(tp) is None for tp in positions):
+            probe.poll(timeout_ms=200, max_records=1, update_offsets=False)
+            fetched += 1
+            if time.monotonic() > deadline:
+                break
+        return {tp: max(listed.get(tp) or 0, probe.highwater(tp) or 0) for tp in positions}
 
     def fit(self) -> None:
         """The profile's CLV and RFM clusters, and the recommender, on everything loaded."""
@@ -402,7 +430,10 @@ class DemoLoad:
         log.info(
             "demo_models_fitted",
             service="profile",
-            **{job["job"]: job["version"] or f"{job['outcome']}: {job['detail']}" for job in status["jobs"]},
+            **{
+                job["job"]: job["version"] or ": ".join(filter(None, (job["outcome"], job["detail"])))
+                for job in status["jobs"]
+            },
         )
 
     def _train_recsys(self, client: httpx.Client, url: str) -> str:
