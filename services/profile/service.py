@@ -380,16 +380,13 @@ class ProfileService:
         if self.publisher is None:
             log.warning("publish_skipped_no_broker", events=len(items))
             return
-        publisher = self.publisher
-        futures = [
-            publisher.publish_raw(topic, event, key.encode())
+        records = [
+            (topic, event, key.encode())
             if isinstance(event, bytes)
-            else publisher.publish(topic, event, key)
+            else (topic, event.to_json_bytes(), (key or event.subject or event.id).encode())
             for topic, event, key in items
         ]
-        publisher.flush(PUBLISH_TIMEOUT_S)
-        for future in futures:
-            future.get(timeout=PUBLISH_TIMEOUT_S)
+        self.publisher.publish_all(records, PUBLISH_TIMEOUT_S)
 
     # -- ingest -------------------------------------------------------------------------------
 
