@@ -154,8 +154,6 @@ def lookup_customer(
         return LookupResult(customer_id=service.lookup(session, type, value), matched=type)
 
 
-@router.get("/customers/{customer_id}", response_model=CustomerProfile, tags=["customers"])
-def get_customer(request: Request, service: ServiceDep, customer_id: str) -> CustomerProfile:
 @router.get("/customers/{customer_id}/canonical", response_model=LookupResult, tags=["customers"])
 def canonical_customer(request: Request, service: ServiceDep, customer_id: str) -> LookupResult:
     """The canonical id an id names: itself, the survivor of a merge, or the profile a source system's
@@ -166,6 +164,8 @@ def canonical_customer(request: Request, service: ServiceDep, customer_id: str) 
     return LookupResult(customer_id=row["id"], matched=matched)
 
 
+@router.get("/customers/{customer_id}", response_model=CustomerProfile, tags=["customers"])
+def get_customer(request: Request, service: ServiceDep, customer_id: str) -> CustomerProfile:
     """The customer 360; a merged-away id answers the surviving profile."""
     with transaction(request, service) as (session, _):
         return service.full_view(session, service.active_row(session, customer_id))
