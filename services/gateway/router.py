@@ -561,6 +561,12 @@ async def session_recommendations(
     return await forward(request, "recsys", "POST", "/recommendations/session", json_body=body)
 
 
+@router.get("/items/{item_id}", tags=["recommendations"], responses=PROXY_ERRORS)
+async def get_item(request: Request, item_id: ResourceId, _key: ReadKey) -> Any:
+    """An item's catalog entry: name, categories, attributes, and whether the recommender knows it."""
+    return await forward(request, "recsys", "GET", f"/items/{segment_path(item_id)}")
+
+
 @router.get("/items/{item_id}/similar", tags=["recommendations"], responses=PROXY_ERRORS)
 async def similar_items(
     request: Request, item_id: ResourceId, _key: ReadKey, k: Annotated[int, Query(ge=1, le=100)] = 10
