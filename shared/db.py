@@ -8,6 +8,7 @@ that "apply the events" and "remember their ids" commit in one transaction: exac
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Engine,
     MetaData,
@@ -27,6 +29,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import Session, sessionmaker
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def sqlite_url(data_dir: str | Path, name: str) -> str:
@@ -48,6 +54,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows are overwritten with zeros, not left in free pages: an erased customer's data
+            # must not stay readable in the file (see forget_erased_data for the WAL).
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -55,6 +64,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def forget_erased_data(session: Session) -> None:
+    """Once ``session`` commits, make deleted data unreadable in the database files too.
+
+    Call it from an erasure. On SQLite, ``secure_delete`` zeroes the deleted rows in the pages written
+    from now on, but earlier versions of those pages stay in the write-ahead log until it is checkpointed
+    and truncated; this does that after the commit (retrying while readers hold old snapshots). Other
+    databases: nothing here (PostgreSQL's dead tuples go with autovacuum).
+    """
+    bind = session.get_bind()
+    engine: Engine = bind.engine if isinstance(bind, Connection) else bind
+    if engine.dialect.name != "sqlite" or session.info.get("forget_erased_data"):
+        return
+    session.info["forget_erased_data"] = True
+
+    def checkpoint(_session: Session) -> None:
+        _session.info.pop("forget_erased_data", None)
+        for _ in range(20):
+            with engine.connect() as connection:
+                busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+            if busy is not None and busy[0] == 0:
+                return
+            time.sleep(0.05)
+        log.warning("wal_checkpoint_incomplete", database=str(engine.url.database))
+
+    event.listen(session, "after_commit", checkpoint, once=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -22,11 +25,37 @@ class _WithoutQueryString(logging.Filter):
         return True
 
 
+# Log fields that name a person. Logs outlive an erasure (they are shipped and rotated elsewhere), so
+# these are written as a pseudonym: the same customer always gets the same one (to follow a customer
+# through the logs, compute ``log_pseudonym(id)``), and the id itself never reaches a log line.
+PERSONAL_FIELDS = frozenset(
+    {"customer_id", "customer_ids", "survivor_id", "merged_id", "email", "phone", "anonymous_id"}
+)
+
+
+def log_pseudonym(value: object) -> str:
+    """``cus~`` and 12 hex digits of the BLAKE2b hash of an identifier."""
+    return "cus~" + hashlib.blake2b(str(value).encode(), digest_size=6).hexdigest()
+
+
+def _pseudonymise(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in PERSONAL_FIELDS & event.keys():
+        value = event[key]
+        if value is None:
+            continue
+        if isinstance(value, list | tuple | set | frozenset):
+            event[key] = [log_pseudonym(v) for v in value]
+        else:
+            event[key] = log_pseudonym(value)
+    return event
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     """Route stdlib and structlog logs through one renderer."""
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared_processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        _pseudonymise,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         timestamper,

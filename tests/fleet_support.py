@@ -8,7 +8,9 @@ that must force a failure stalls (SIGSTOP) or kills the real process and restart
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,14 +20,36 @@ from typing import Any
 
 import httpx
 
-from services.fleet import Fleet
+from services.fleet import SERVICE_PORTS, Fleet
 from shared.contracts import Topic
 from shared.kafka import EventPublisher, ensure_topics
 from shared.replay import ReplayEvent, cdnow_events, movielens_events, replay
 from shared.settings import KafkaSettings
 
-# Ports 8900-8904 unless set: away from `crm up` (8000-8004) and the crm-up test (8100-8104).
-PORT_OFFSET = int(os.environ.get("CRM_TEST_FLEET_PORT_OFFSET", "900"))
+
+def free_port_offset() -> int:
+    """An offset at which every service port is free (``CRM_TEST_FLEET_PORT_OFFSET`` pins one), so two
+    test runs on one machine, or a `crm up` beside them, do not collide."""
+    pinned = os.environ.get("CRM_TEST_FLEET_PORT_OFFSET")
+    if pinned:
+        return int(pinned)
+    for _ in range(100):
+        offset = random.randrange(1000, 50000, 10)
+        ports = [port + offset for port in SERVICE_PORTS.values()]
+        if all(_port_is_free(port) for port in ports):
+            return offset
+    raise RuntimeError("no free range of ports for the test fleet")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 DEMO_MOVIELENS_USERS = 120
 """MovieLens users replayed into the test fleet (all their ratings: about 13,000 events)."""
 DEMO_CDNOW_CUSTOMERS = 300
@@ -99,7 +123,7 @@ def start_fleet(data_dir: Path) -> Fleet:
     for name, value in TEST_ENVIRONMENT.items():
         os.environ.setdefault(name, value)  # the children inherit them (Fleet copies os.environ)
     os.environ.pop("CRM_KAFKA_BOOTSTRAP", None)
-    fleet = Fleet(data_dir=data_dir, port_offset=PORT_OFFSET)
+    fleet = Fleet(data_dir=data_dir, port_offset=free_port_offset())
     fleet.start()
     try:
         fleet.wait_ready(600)

@@ -22,6 +22,7 @@ from services.churn.models import RuleRow
 from services.churn.settings import ChurnSettings
 from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id
 from shared.contracts import events as ev
+from shared.db import forget_erased_data
 from shared.errors import InvalidRequest, NotFound, NotReady
 from shared.kafka import EventPublisher, InboundEvent
 from shared.logging import get_logger
@@ -451,6 +452,7 @@ class ChurnService:
             elif isinstance(payload, ev.CustomerErased):
                 flush()
                 repo.erase_customer(session, payload.customer_id)
+                forget_erased_data(session)
                 touched.discard(payload.customer_id)
             elif isinstance(payload, ev.CustomerMerged):
                 flush()

@@ -28,6 +28,7 @@ from services.recsys.models import ReactionRow
 from services.recsys.repository import CatalogItem, NewInteraction
 from services.recsys.settings import RecsysSettings
 from services.recsys.training import DEFAULT_GRID, NotEnoughData, train_dlae
+from shared.db import forget_erased_data
 from shared.errors import Conflict, NotFound
 from shared.logging import get_logger
 
@@ -414,6 +415,7 @@ class RecsysService:
             self._erased_since_train = self._erased_since_train or interactions > 0
 
         _after_commit(session, committed)
+        forget_erased_data(session)
         log.info("customer_erased", customer_id=customer_id, interactions=interactions, reactions=reactions)
 
     def merge_customers(self, session: Session, survivor_id: str, merged_id: str, undone: bool) -> None:

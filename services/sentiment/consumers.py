@@ -10,6 +10,7 @@ from services.sentiment import repository
 from services.sentiment.service import SentimentEngine, score_events, text_event
 from shared.contracts import EventTypeName, Topic
 from shared.contracts.events import CustomerErased, CustomerMerged
+from shared.db import forget_erased_data
 from shared.kafka import EventHandler, EventPublisher, InboundEvent
 from shared.logging import get_logger
 
@@ -45,6 +46,7 @@ def handle_customer_events(events: Sequence[InboundEvent], session: Session) -> 
         payload = event.payload
         if isinstance(payload, CustomerErased):
             removed = repository.erase_customer(session, payload.customer_id)
+            forget_erased_data(session)
             log.info("customer_erased", erasure_id=payload.erasure_id, scores_removed=removed)
         elif isinstance(payload, CustomerMerged):
             if payload.undone:
