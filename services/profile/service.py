@@ -1149,7 +1149,9 @@ class _Batch:
         if is_identify:
             row["traits"] = {**row["traits"], **payload.traits}  # type: ignore[attr-defined]
         # Identifiers live hashed/encrypted elsewhere, never in the timeline.
-        text = getattr(payload, "text", None)
+        # (A field's value is in the model's __dict__; getattr() on a payload without one goes through
+        # pydantic's __getattr__ and an AttributeError, for every rating and purchase.)
+        text = payload.__dict__.get("text")
         if text is not None and len(text) > TEXT_LIMIT:
             trimmed = payload.model_dump(mode="json", exclude_none=True, exclude={"customer"})
             trimmed["text"] = text[:TEXT_LIMIT]
