@@ -111,6 +111,9 @@ class GatewayKeyStore:
             return cached
         with unit_of_work(self._sessions) as session:
             row = repository.get_key(session, key_id)
+            if row is not None and not is_keyed_hash(row.key_hash):
+                # Written by an older gateway since this one started (a rolling upgrade).
+                row.key_hash = keyed_hash(row.key_hash, self._pepper)
             entry = _Cached(
                 _record(row) if row is not None else None,
                 row.rate_limit_per_s if row is not None else None,

@@ -73,6 +73,15 @@ def test_plain_sha256_rows_are_upgraded_in_place_and_keep_working(
         assert _stored_hash(tmp_path, key_id).startswith("h1$")
         assert _whoami(client, key) == 200
         assert _whoami(client, key[:-1] + ("A" if key[-1] != "A" else "B")) == 401
+        # A row an older replica writes while this gateway runs (a rolling upgrade) works too.
+        late_id, late_key = generate_api_key()
+        engine = make_engine(sqlite_url(str(tmp_path), "gateway"))
+        with unit_of_work(make_session_factory(engine)) as session:
+            session.add(ApiKey(key_id=late_id, key_hash=hashlib.sha256(late_key.encode()).hexdigest(),
+                               name="late", scopes=[Scope.ADMIN], active=True, created_at=datetime.now(UTC)))  # fmt: skip
+        engine.dispose()
+        assert _whoami(client, late_key) == 200
+        assert _stored_hash(tmp_path, late_id).startswith("h1$")
 
 
 def test_no_key_is_logged(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
