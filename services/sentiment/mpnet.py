@@ -50,9 +50,7 @@ def base_path(data_dir: str | Path) -> Path:
     """The extracted base, or a FileNotFoundError that names the command which fetches it."""
     path = base_dir(data_dir)
     if not (path / "source.json").exists():
-        raise FileNotFoundError(
-            f"no {NAME} base under {path}: run `crm sentiment fetch-data` (or `make sentiment-data`) first"
-        )
+        raise FileNotFoundError(f"no {NAME} base under {path}: run `crm sentiment fetch-data` first")
     return path
 
 
