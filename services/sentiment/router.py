@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from services.sentiment import repository
 from services.sentiment.batcher import MicroBatcher
 from services.sentiment.model import detect_language
+from services.sentiment.progress import read_progress
 from services.sentiment.schemas import (
     CustomerSentiment,
     CustomerSentimentItem,
@@ -19,6 +20,7 @@ from services.sentiment.schemas import (
     SentimentRequest,
     SentimentResponse,
     SentimentResult,
+    TrainingProgress,
 )
 from services.sentiment.service import SentimentEngine
 from services.sentiment.settings import SentimentSettings
@@ -101,9 +103,14 @@ async def score_texts(
 
 
 @router.get("/sentiment/models", response_model=ModelsResponse)
-async def models(engine: EngineDep) -> ModelsResponse:
-    """The models being served, their versions, backends and held-out/validation metrics."""
-    return ModelsResponse(models=[ModelInfo.model_validate(m) for m in engine.describe()])
+async def models(engine: EngineDep, settings: SettingsDep) -> ModelsResponse:
+    """The models being served, their versions, backends and held-out/validation metrics, and the
+    progress of a fine-tune started here."""
+    progress = read_progress(settings.data_dir)
+    return ModelsResponse(
+        models=[ModelInfo.model_validate(m) for m in engine.describe()],
+        training=TrainingProgress.model_validate(progress) if progress else None,
+    )
 
 
 @router.get("/customers/{customer_id}/sentiment", response_model=CustomerSentiment)

@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from services.sentiment import repository
+from services.sentiment import data, repository
 from services.sentiment.model import (
-    ENGLISH_ENSEMBLE_KINDS,
-    ENGLISH_FINETUNED_KINDS,
+    ENGLISH_FIRST_START_KINDS,
+    ENGLISH_SERVED_KINDS,
     ENSEMBLE_KINDS,
     KIND_CHINESE,
-    KIND_FROZEN,
     KIND_ZH_ENSEMBLE,
     KIND_ZH_FINETUNED,
     Backend,
@@ -109,6 +108,20 @@ class SentimentEngine:
             "combination": meta.get("combination"),
         }
 
+    def served(self) -> dict[str, dict[str, Any]]:
+        """Per language: the served model's version and kind, its accuracy on the validation splits
+        (what it was chosen by) and on each held-out test set (measured when it was trained)."""
+        out: dict[str, dict[str, Any]] = {}
+        for language, model in (("en", self.english), ("zh", self.chinese)):
+            meta = model.metadata
+            out[language] = {
+                "model_version": model.version,
+                "kind": meta.get("kind", KIND_CHINESE),
+                "val_acc": validation_accuracy(meta),
+                "test_acc": held_out_accuracy(meta),
+            }
+        return out
+
     def describe(self) -> list[dict[str, Any]]:
         described = []
         for language, model in (("en", self.english), ("zh", self.chinese)):
@@ -125,6 +138,8 @@ class SentimentEngine:
                     "device": device,
                     "neutral_margin": model.margin,
                     "metrics": model.metadata.get("metrics", {}),
+                    "val_acc": validation_accuracy(model.metadata),
+                    "test_acc": held_out_accuracy(model.metadata),
                     "members": members,
                 }
             )
@@ -148,16 +163,59 @@ def _served_model_dir(
     return found[0] if found else None
 
 
+def validation_sets(meta: dict[str, Any]) -> list[str]:
+    """The English sets whose validation splits a model was scored on."""
+    return [str(name) for name in meta.get("val_sets") or meta.get("data") or {}]
+
+
+def validation_accuracy(meta: dict[str, Any]) -> float | None:
+    """A model's accuracy on its validation splits together: ``metrics.val_acc``, or for a fine-tune
+    written before that was recorded, its per-set validation accuracies weighted by their sizes."""
+    metrics = meta.get("metrics") or {}
+    if "val_acc" in metrics:
+        return float(metrics["val_acc"])
+    parts = [
+        (float(metrics[f"{name}_val_acc"]), int(sizes.get("val", 0)))
+        for name, sizes in (meta.get("data") or {}).items()
+        if isinstance(sizes, dict) and f"{name}_val_acc" in metrics
+    ]
+    weight = sum(n for _, n in parts)
+    return sum(acc * n for acc, n in parts) / weight if weight else None
+
+
+def held_out_accuracy(meta: dict[str, Any]) -> dict[str, float]:
+    """Accuracy per held-out test set (``<set>_test_acc`` in the metrics; measured, never chosen by)."""
+    metrics = meta.get("metrics") or {}
+    return {
+        str(key).removesuffix("_test_acc"): float(value)
+        for key, value in metrics.items()
+        if str(key).endswith("_test_acc")
+    }
+
+
+def validation_standing(meta: dict[str, Any]) -> tuple[int, float]:
+    """What the service compares English models by: validated on more English sets first (a model that
+    never saw a set's validation split has not been measured on it), then validation accuracy."""
+    accuracy = validation_accuracy(meta)
+    return len(validation_sets(meta)), -1.0 if accuracy is None else accuracy
+
+
+def _english_rank(path: Path) -> tuple[int, float, int, str]:
+    meta = read_metadata(path)
+    # Ties (no validation figures, or equal ones): a fine-tune before the first start, then the newest.
+    tier = 0 if meta.get("kind") in ENGLISH_FIRST_START_KINDS else 1
+    return (*validation_standing(meta), tier, str(meta.get("created_at", "")))
+
+
 def english_model_dir(settings: SentimentSettings) -> Path | None:
-    """The configured model, else the newest fine-tuned or ensemble one (``crm sentiment train`` writes
-    the ensemble right after its network), else the newest first-start one."""
-    return _served_model_dir(
-        settings,
-        settings.model_version,
-        "CRM_SENTIMENT_MODEL_VERSION",
-        (*ENGLISH_ENSEMBLE_KINDS, *ENGLISH_FINETUNED_KINDS),
-        (KIND_FROZEN,),
-    )
+    """The configured model, else the English model with the best validation standing
+    (:func:`validation_standing`): the first start's ensemble until a fine-tune or its ensemble beats it
+    on validation data."""
+    models = Path(settings.data_dir) / "models"
+    if settings.model_version:
+        return _served_model_dir(settings, settings.model_version, "CRM_SENTIMENT_MODEL_VERSION", (), ())
+    found = list_models(models, *ENGLISH_SERVED_KINDS)
+    return max(found, key=_english_rank) if found else None
 
 
 def chinese_model_dir(settings: SentimentSettings) -> Path | None:
@@ -178,6 +236,54 @@ def model_workers(settings: SentimentSettings) -> int:
     return settings.model_workers if settings.cpu_backend.startswith("onnx") else 1
 
 
+def load_english(settings: SentimentSettings, model_dir: Path) -> NetworkModel:
+    workers = model_workers(settings)
+    return load_network(
+        model_dir,
+        device=settings.device,
+        backend=settings.cpu_backend,
+        threads=settings.threads or (1 if workers > 1 else 0),
+        token_budget=settings.token_budget,
+    )
+
+
+class EnglishUpgrader:
+    """Switches the engine's English model to a better one found under ``data_dir/models``: only one that
+    beats the served model's validation standing (:func:`validation_standing`), never a pinned one."""
+
+    def __init__(self, engine: SentimentEngine, settings: SentimentSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.failed: set[str] = set()  # versions that would not load; not tried again
+
+    def check(self) -> bool:
+        """Look once; True when the served English model was replaced."""
+        if self.settings.model_version:
+            return False
+        served = self.engine.english
+        best = english_model_dir(self.settings)
+        if best is None or best.name in (served.version, *self.failed):
+            return False
+        candidate = read_metadata(best)
+        if validation_standing(candidate) <= validation_standing(served.metadata):
+            return False
+        try:
+            model = load_english(self.settings, best)
+        except Exception:
+            self.failed.add(best.name)
+            log.exception("english_model_switch_failed", candidate=best.name)
+            return False
+        self.engine.english = model  # one reference swap: a batch in flight finishes on the old model
+        log.info(
+            "english_model_switched",
+            served=model.version,
+            replaced=served.version,
+            val_acc=validation_accuracy(candidate),
+            replaced_val_acc=validation_accuracy(served.metadata),
+        )
+        return True
+
+
 def load_engine(settings: SentimentSettings) -> SentimentEngine:
     """Load the models, training the first-start ones when none exist yet (about a minute)."""
     from services.sentiment import training
@@ -188,9 +294,16 @@ def load_engine(settings: SentimentSettings) -> SentimentEngine:
 
         torch.set_num_threads(settings.threads)
     en_dir = english_model_dir(settings)
-    if en_dir is None:
-        log.info("no_english_model_training_first_start", data_dir=settings.data_dir)
-        en_dir = training.train_first_start(settings.data_dir, per_set_cap=settings.first_start_cap)
+    available = data.english_set_names(settings.data_dir)
+    if en_dir is None or not (
+        settings.model_version or set(available) <= set(validation_sets(read_metadata(en_dir)))
+    ):
+        # No English model yet, or none measured on every set there now (e.g. trained before `make install`
+        # fetched Pang & Lee and fine-food): the first start trains one on all of them.
+        log.info("english_first_start_training", data_dir=settings.data_dir, sets=available)
+        training.train_first_start(settings.data_dir, per_set_cap=settings.first_start_cap)
+        en_dir = english_model_dir(settings)
+        assert en_dir is not None  # the first start's ensemble is there now
     zh_dir = chinese_model_dir(settings) or training.train_chinese(settings.data_dir)
     workers = model_workers(settings)
 
@@ -203,7 +316,7 @@ def load_engine(settings: SentimentSettings) -> SentimentEngine:
             token_budget=settings.token_budget,
         )
 
-    english = network(en_dir, settings.cpu_backend)
+    english = load_english(settings, en_dir)
     if read_metadata(zh_dir)["kind"] == KIND_CHINESE:
         chinese: NetworkModel | ChineseModel = load_chinese(zh_dir)
     else:

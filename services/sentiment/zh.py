@@ -25,3 +25,19 @@ class NBWeighting(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def transform(self, x: Any) -> Any:
         return x @ sp.diags(self.ratio_)
+
+
+class WeightedAverage(BaseEstimator):  # type: ignore[misc]
+    """P(positive) as a weighted mean of fitted pipelines' (the first start's word and character n-gram
+    NB-LRs); ``weights`` sum to 1."""
+
+    def __init__(self, pipelines: list[Any], weights: list[float]) -> None:
+        self.pipelines = pipelines
+        self.weights = weights
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        positive = sum(
+            w * p.predict_proba(texts)[:, 1] for p, w in zip(self.pipelines, self.weights, strict=True)
+        )
+        positive = np.asarray(positive, dtype=np.float64)
+        return np.stack([1 - positive, positive], axis=1)

@@ -54,13 +54,22 @@ def test_clear_reviews_get_the_right_labels_and_the_model_version(client: TestCl
     assert negative["label"] == "negative"
     assert negative["score"] < 0.4
     assert positive["language"] == negative["language"] == "en"
-    assert positive["model_version"].startswith("minilm-frozen-lr-")
+    assert positive["model_version"].startswith("minilm-frozen-ngram-ensemble-")
 
 
-def test_readyz_names_the_served_model_versions(client: TestClient) -> None:
-    checks = client.get("/readyz").json()["checks"]
+def test_readyz_names_the_served_models_and_their_measured_accuracy(client: TestClient) -> None:
+    ready = client.get("/readyz").json()
+    english = ready["info"]["models"]["en"]
+    listed = client.get("/sentiment/models").json()["models"][0]
 
-    assert any(name.startswith("model:en=minilm-") and ";zh=zh-" in name for name in checks)
+    assert any(name.startswith("model:en=minilm-") and ";zh=zh-" in name for name in ready["checks"])
+    assert english["kind"] == "minilm-frozen-ngram-ensemble"
+    assert english["model_version"] == listed["model_version"]
+    assert set(english["test_acc"]) == {"rotten_tomatoes"}  # the only English set in the test data dir
+    assert 0.7 < english["test_acc"]["rotten_tomatoes"] < 1
+    assert english["val_acc"] == listed["val_acc"] > 0.7
+    assert listed["test_acc"] == english["test_acc"]
+    assert ready["info"]["models"]["zh"]["val_acc"] > 0.7
 
 
 def test_chinese_text_is_routed_to_the_chinese_model(client: TestClient) -> None:
