@@ -157,6 +157,10 @@ def up(
             )
         if "gateway" in fleet.services:
             typer.echo(f"\nOpen {fleet.url_of('gateway')}/docs  — admin API key: {fleet.admin_key}")
+            typer.echo(
+                f"Console: {fleet.url_of('gateway')}/console  — sign in with the admin API key above"
+                f" (kept in {data_dir}/dev-admin-key)"
+            )
         if demo:
             DemoLoad(fleet, demo_rate, stop).start()
         typer.echo("The fleet is up. Ctrl-C stops everything.")

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
 from services.gateway import repository
+from services.gateway.console import close_console, mount_console
 from services.gateway.customer_cache import INVALIDATING_TOPICS, Customer360Cache, InvalidationListener
 from services.gateway.downstream import CircuitBreaker, Downstream
 from services.gateway.fastpath import CachedCustomer360
@@ -164,6 +165,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await run_in_threadpool(listener.close)
         await run_in_threadpool(app.state.ingest_producer.close)
         await run_in_threadpool(runtime.close)
+        await close_console(app)
 
 
 def _openapi_with_event_schemas(app: FastAPI) -> Any:
@@ -195,6 +197,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.include_router(router)
+    mount_console(app, app.state.settings.kafka)
     c360_route = next(
         r
         for r in router.routes

@@ -1,0 +1,534 @@
+"""The console's pages: HTML for people, built only on the gateway's public ``/v1`` routes (``api.py``).
+
+Every page is rendered on the server (Jinja2, autoescaped) and made interactive with htmx; a part whose
+``/v1`` call fails says so in place and the rest of the page is shown. Reads run in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import jinja2
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from services.gateway.console import views
+from services.gateway.console.api import Answer, PublicApi
+from services.gateway.console.live import LiveEvents
+from services.gateway.console.session import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    ConsoleUser,
+    check_key,
+    current_user,
+    ensure_csrf_cookie,
+    sign_in,
+    sign_out,
+    verify_csrf,
+)
+from shared.app import request_id_of
+from shared.auth import Scope
+
+HERE = Path(__file__).parent
+# Autoescape on for every template: a review's "<script>" is printed as text.
+templates = Jinja2Templates(
+    env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+)
+templates.env.filters.update(views.FILTERS)
+templates.env.globals.update(csrf_field=CSRF_FIELD, csrf_header=CSRF_HEADER)
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+SEARCH_LIMIT = 20
+NAME_SCAN = 500
+"""Name search reads this many of the most recently seen customers (``/v1/customers`` has no text query)."""
+SCATTER_POINTS = 500
+SSE_POLL_S = 0.2
+SSE_MAX_S = 60.0
+"""A stream ends after this long and the browser reconnects (EventSource does, with Last-Event-ID), so an
+open tab never holds a shutting-down gateway."""
+PHONE = re.compile(r"^\+?[0-9 ()\-]{6,31}$")
+
+
+def _api(request: Request) -> PublicApi:
+    api: PublicApi = request.app.state.console_api
+    return api
+
+
+def _live(request: Request) -> LiveEvents:
+    live: LiveEvents = request.app.state.console_live
+    return live
+
+
+async def _get(request: Request, user: ConsoleUser, path: str, **params: Any) -> Answer:
+    clean = {k: v for k, v in params.items() if v not in (None, "")}
+    return await _api(request).get(path, user.key, params=clean or None, request_id=request_id_of(request))
+
+
+def _page(request: Request, user: ConsoleUser | None, template: str, **context: Any) -> HTMLResponse:
+    """A full page or fragment, with this browser's CSRF token in its forms (set as a cookie if new)."""
+    holder = Response()
+    token = ensure_csrf_cookie(request, holder)
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {"user": user, "csrf": token, "nav": context.pop("nav", ""), **context},
+        status_code=context.pop("status_code", 200),
+    )
+    for name, value in holder.headers.items():
+        if name == "set-cookie":
+            response.headers.append(name, value)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _to_sign_in(request: Request) -> Response:
+    if request.headers.get("HX-Request"):
+        return Response(status_code=204, headers={"HX-Redirect": "/console/signin"})
+    return RedirectResponse("/console/signin", status_code=303)
+
+
+# -- sign-in -----------------------------------------------------------------------------------
+
+
+@router.get("")
+async def console_home(request: Request) -> Response:
+    user = await current_user(request)
+    return RedirectResponse("/console/search" if user else "/console/signin", status_code=303)
+
+
+@router.get("/signin")
+async def signin_page(request: Request) -> Response:
+    return _page(request, None, "signin.html", error=None)
+
+
+@router.post("/signin")
+async def signin(
+    request: Request,
+    api_key: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    verify_csrf(request, csrf_token)
+    record = await check_key(request, api_key.strip()) if api_key.strip() else None
+    if record is None:
+        refused = _page(
+            request,
+            None,
+            "signin.html",
+            error="This API key is not valid or was revoked. Paste the full key (it starts with crm_).",
+        )
+        refused.status_code = 401
+        return refused
+    response = RedirectResponse("/console/search", status_code=303)
+    sign_in(request, response, api_key.strip())
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
+    verify_csrf(request, csrf_token)
+    response = RedirectResponse("/console/signin", status_code=303)
+    sign_out(response)
+    return response
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+@router.get("/search")
+async def search_page(request: Request, q: Annotated[str, Query(max_length=320)] = "") -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    results = await _search(request, user, q.strip())
+    return _page(request, user, "search.html", nav="search", q=q, results=results)
+
+
+@router.get("/search/results")
+async def search_results(request: Request, q: Annotated[str, Query(max_length=320)] = "") -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    results = await _search(request, user, q.strip())
+    return _page(request, user, "_results.html", q=q, results=results)
+
+
+async def _search(request: Request, user: ConsoleUser, q: str) -> views.SearchResults:
+    """Recent customers for an empty query; else the customers an email, phone or id names exactly, and
+    those whose name contains the text among the most recently seen."""
+    if not user.can_read:
+        return views.SearchResults(q, [], "This API key cannot read customers (it needs customers:read).")
+    if not q:
+        page = await _get(request, user, "/v1/customers", limit=SEARCH_LIMIT)
+        if not page.ok:
+            return views.SearchResults(q, [], f"Customers cannot be listed: {page.problem}.")
+        return views.SearchResults(q, list(page.body["items"]), None, heading="Recently active customers")
+    lookups: list[tuple[str, str]] = []
+    if "@" in q:
+        lookups.append(("email", q))
+    else:
+        if PHONE.match(q):
+            lookups.append(("phone", q))
+        lookups += [("customer_id", q), ("anonymous_id", q)]
+    answers = await asyncio.gather(
+        *(_get(request, user, "/v1/customers/lookup", type=kind, value=value) for kind, value in lookups),
+        _get(request, user, "/v1/customers", limit=NAME_SCAN) if "@" not in q else _none(),
+    )
+    found: list[str] = []
+    problems: list[str] = []
+    for answer in answers[:-1]:
+        if answer.ok and answer.body["customer_id"] not in found:
+            found.append(answer.body["customer_id"])
+        elif answer.status not in (404, 400, 422):
+            problems.append(answer.problem)
+    profiles = await asyncio.gather(
+        *(_get(request, user, f"/v1/customers/{quote(i, safe='')}") for i in found)
+    )
+    items = [p.body["profile"] for p in profiles if p.ok and p.body.get("profile")]
+    scan = answers[-1]
+    if scan.ok and isinstance(scan.body, dict):
+        needle = q.casefold()
+        seen = {i["id"] for i in items}
+        items += [
+            c
+            for c in scan.body["items"]
+            if c["id"] not in seen and needle in views.customer_name(c).casefold()
+        ][:SEARCH_LIMIT]
+    problem = f"Part of the search failed: {problems[0]}." if problems else None
+    return views.SearchResults(q, items[:SEARCH_LIMIT], problem)
+
+
+async def _none() -> Answer:
+    return Answer(204)
+
+
+# -- customer 360 ------------------------------------------------------------------------------
+
+
+@router.get("/customers/{customer_id}")
+async def customer_page(request: Request, customer_id: str) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    path = f"/v1/customers/{quote(customer_id, safe='')}"
+    c360, timeline = await asyncio.gather(
+        _get(request, user, path), _get(request, user, f"{path}/timeline", limit=views.TIMELINE_PAGE)
+    )
+    if c360.status == 404:
+        return _page(
+            request,
+            user,
+            "not_found.html",
+            nav="search",
+            what=f"No customer with the id {customer_id!r}.",
+            status_code=404,
+        )
+    if not c360.ok:
+        return _page(request, user, "error.html", nav="search", problem=c360.problem, status_code=c360.status)
+    view = views.Customer360View.of(c360.body)
+    return _page(
+        request,
+        user,
+        "customer.html",
+        nav="search",
+        c=view,
+        timeline=views.TimelineView.of(timeline, view.customer_id, ""),
+        charts=view.charts(),
+    )
+
+
+@router.get("/customers/{customer_id}/timeline")
+async def customer_timeline(
+    request: Request,
+    customer_id: str,
+    type: Annotated[str, Query(max_length=100)] = "",
+    cursor: Annotated[str, Query(max_length=500)] = "",
+) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    answer = await _get(
+        request,
+        user,
+        f"/v1/customers/{quote(customer_id, safe='')}/timeline",
+        limit=views.TIMELINE_PAGE,
+        type=type,
+        cursor=cursor,
+    )
+    template = "_timeline_rows.html" if cursor else "_timeline.html"
+    return _page(request, user, template, timeline=views.TimelineView.of(answer, customer_id, type))
+
+
+@router.post("/customers/{customer_id}/reactions")
+async def record_reaction(
+    request: Request,
+    customer_id: str,
+    rule_id: Annotated[str, Form(max_length=100)],
+    action: Annotated[str, Form(max_length=100)],
+    reaction: Annotated[str, Form(max_length=20)],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    verify_csrf(request, csrf_token)
+    answer = await _api(request).call(
+        "POST",
+        "/v1/actions/reactions",
+        user.key,
+        json={"customer_id": customer_id, "rule_id": rule_id, "action": action, "reaction": reaction},
+        request_id=request_id_of(request),
+    )
+    return _page(request, user, "_reaction.html", answer=answer, reaction=reaction, action=action)
+
+
+@router.get("/customers/{customer_id}/export")
+async def export_customer(request: Request, customer_id: str) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    answer = await _get(request, user, f"/v1/customers/{quote(customer_id, safe='')}/export")
+    if not answer.ok:
+        return _page(request, user, "error.html", problem=answer.problem, status_code=answer.status)
+    filename = re.sub(r"[^A-Za-z0-9_.-]", "_", customer_id)[:100]
+    return Response(
+        json.dumps(answer.body, indent=2, ensure_ascii=False),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="customer-{filename}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.post("/customers/{customer_id}/erase")
+async def erase_customer(
+    request: Request,
+    customer_id: str,
+    confirm: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    verify_csrf(request, csrf_token)
+    if confirm.strip() != customer_id:
+        return _page(
+            request,
+            user,
+            "_erase_result.html",
+            ok=False,
+            message=f"Nothing was erased: type the customer's id, {customer_id}, to confirm.",
+        )
+    answer = await _api(request).call(
+        "DELETE", f"/v1/customers/{quote(customer_id, safe='')}", user.key, request_id=request_id_of(request)
+    )
+    if not answer.ok:
+        return _page(request, user, "_erase_result.html", ok=False, message=f"Not erased: {answer.problem}.")
+    return _page(
+        request,
+        user,
+        "_erase_result.html",
+        ok=True,
+        message=f"Customer {customer_id} was erased everywhere.",
+        receipt=answer.body,
+    )
+
+
+# -- segments ----------------------------------------------------------------------------------
+
+
+@router.get("/segments")
+async def segments_page(request: Request) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    segments, customers = await asyncio.gather(
+        _get(request, user, "/v1/segments"),
+        _get(request, user, "/v1/customers", limit=SCATTER_POINTS, sort="revenue", min_orders=1),
+    )
+    clusters = views.ClusterView.of(customers)
+    return _page(
+        request,
+        user,
+        "segments.html",
+        nav="segments",
+        segments=segments,
+        clusters=clusters,
+        fields=views.RULE_FIELDS,
+        charts={"scatter": clusters.scatter},
+    )
+
+
+@router.get("/segments/{segment_id}/members")
+async def segment_members(
+    request: Request, segment_id: str, offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0
+) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    path = f"/v1/segments/{quote(segment_id, safe='')}"
+    segment, members = await asyncio.gather(
+        _get(request, user, path), _get(request, user, f"{path}/members", limit=50, offset=offset)
+    )
+    return _page(
+        request, user, "segment.html", nav="segments", segment=segment, members=members, offset=offset
+    )
+
+
+@router.post("/segments/preview")
+async def segment_preview(
+    request: Request,
+    field: Annotated[list[str], Form()],
+    op: Annotated[list[str], Form()],
+    value: Annotated[list[str], Form()],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    verify_csrf(request, csrf_token)
+    rule = views.RuleDraft.of(field, op, value)
+    count: Answer | None = None
+    if rule.search_params is not None:
+        count = await _get(request, user, "/v1/customers", limit=1, **rule.search_params)
+    return _page(request, user, "_preview.html", rule=rule, count=count)
+
+
+@router.post("/segments")
+async def create_segment(
+    request: Request,
+    name: Annotated[str, Form(max_length=200)],
+    field: Annotated[list[str], Form()],
+    op: Annotated[list[str], Form()],
+    value: Annotated[list[str], Form()],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    verify_csrf(request, csrf_token)
+    rule = views.RuleDraft.of(field, op, value)
+    if rule.problem:
+        return _page(request, user, "_created.html", answer=None, problem=rule.problem)
+    answer = await _api(request).call(
+        "POST",
+        "/v1/segments",
+        user.key,
+        json={"name": name.strip(), "rule": rule.rule},
+        request_id=request_id_of(request),
+    )
+    return _page(request, user, "_created.html", answer=answer, problem=None if answer.ok else answer.problem)
+
+
+# -- at risk -----------------------------------------------------------------------------------
+
+
+@router.get("/at-risk")
+async def at_risk_page(
+    request: Request,
+    band: Annotated[str, Query(pattern="^(|low|medium|high)$")] = "",
+    segment: Annotated[str, Query(max_length=200)] = "",
+    min_probability: Annotated[float, Query(ge=0, le=1)] = 0.5,
+    offset: Annotated[int, Query(ge=0, le=1000)] = 0,
+) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    at_risk, segments, members = await asyncio.gather(
+        _get(request, user, "/v1/churn/at-risk", limit=200, min_probability=min_probability),
+        _get(request, user, "/v1/segments"),
+        _get(request, user, f"/v1/segments/{quote(segment, safe='')}/members", limit=1000)
+        if segment
+        else _none(),
+    )
+    view = views.AtRiskView.of(at_risk, members if segment else None, band, offset)
+    # The suggested action is the churn service's per customer (its rules): asked for this page's rows.
+    actions = await asyncio.gather(
+        *(_get(request, user, f"/v1/customers/{quote(r['customer_id'], safe='')}/churn") for r in view.rows)
+    )
+    for row, answer in zip(view.rows, actions, strict=True):
+        row["next_best_action"] = answer.body.get("next_best_action") if answer.ok else None
+        row["action_unknown"] = not answer.ok
+    return _page(
+        request,
+        user,
+        "at_risk.html",
+        nav="at-risk",
+        view=view,
+        segments=segments,
+        band=band,
+        segment=segment,
+        min_probability=min_probability,
+    )
+
+
+# -- live events -------------------------------------------------------------------------------
+
+
+@router.get("/live")
+async def live_page(request: Request) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    live = _live(request)
+    live.ensure_started()
+    return _page(request, user, "live.html", nav="live", recent=list(reversed(live.recent(50))))
+
+
+@router.get("/live/stream")
+async def live_stream(request: Request) -> Response:
+    user = await current_user(request)
+    if user is None or not user.can_read:
+        return Response(status_code=401)
+    live = _live(request)
+    live.ensure_started()
+    last = request.headers.get("Last-Event-ID", "")
+    start = int(last) if last.isdigit() else live.last_seq
+    template = templates.env.get_template("_event.html")
+
+    async def stream() -> AsyncIterator[str]:
+        seq = start
+        waited = 0.0
+        announced = False
+        yield "retry: 1000\n\n"
+        while waited < SSE_MAX_S and not await request.is_disconnected():
+            if live.listening and not announced:
+                announced = True
+                yield f"event: status\ndata: {json.dumps(views.live_status(live))}\n\n"
+            for event in live.since(seq):
+                seq = event.seq
+                html = template.render(e=event).replace("\n", " ")
+                yield f"id: {event.seq}\ndata: {html}\n\n"
+            await asyncio.sleep(SSE_POLL_S)
+            waited += SSE_POLL_S
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+@router.get("/models")
+async def models_page(request: Request) -> Response:
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    models, at_risk, sample = await asyncio.gather(
+        _get(request, user, "/v1/models"),
+        _get(request, user, "/v1/churn/at-risk", limit=1, min_probability=0),
+        _get(request, user, "/v1/customers", limit=1, min_orders=1, sort="revenue"),
+    )
+    view = views.ModelsView.of(models, at_risk, sample)
+    return _page(request, user, "models.html", nav="models", view=view, admin_scope=Scope.ADMIN)
