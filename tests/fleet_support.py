@@ -22,6 +22,7 @@ import httpx
 
 from services.fleet import SERVICE_PORTS, Fleet
 from shared.contracts import Topic
+from shared.datasets import cdnow_transactions
 from shared.kafka import EventPublisher, ensure_topics
 from shared.replay import ReplayEvent, cdnow_events, movielens_events, replay
 from shared.settings import KafkaSettings
@@ -59,6 +60,7 @@ TEST_ENVIRONMENT = {
     "CRM_SENTIMENT_CPU_BACKEND": "torch",
     "CRM_SENTIMENT_ZH_CPU_BACKEND": "torch",
     "CRM_SENTIMENT_THREADS": "1",
+    "CRM_SENTIMENT_FIRST_START_CAP": "500",
     "CRM_KAFKA_SESSION_TIMEOUT_MS": "6000",
     "CRM_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
     "CRM_GATEWAY_RATE_LIMIT_PER_S": "100000",
@@ -133,10 +135,21 @@ def start_fleet(data_dir: Path) -> Fleet:
     return fleet
 
 
+def movielens_users_slice(start: int, stop: int) -> list[str]:
+    """MovieLens user ids ``start`` to ``stop - 1`` (they run 1..943)."""
+    return [str(i) for i in range(start, stop)]
+
+
+def cdnow_customers_slice(start: int, stop: int) -> list[str]:
+    """The CDNOW sample's customer ids in order, from position ``start`` to ``stop - 1`` (ids are
+    zero-padded and sparse: "00004", "00018", ...)."""
+    return sorted({t.customer_id for t in cdnow_transactions(True)})[start:stop]
+
+
 def demo_events() -> list[ReplayEvent]:
     """A slice of the real demo data: the first MovieLens users (all their ratings) and CDNOW customers."""
-    users = [str(i) for i in range(1, DEMO_MOVIELENS_USERS + 1)]
-    customers = [str(i) for i in range(1, DEMO_CDNOW_CUSTOMERS + 1)]
+    users = movielens_users_slice(1, DEMO_MOVIELENS_USERS + 1)
+    customers = cdnow_customers_slice(0, DEMO_CDNOW_CUSTOMERS)
     return [*movielens_events(users=users), *cdnow_events(sample=True, customers=customers)]
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway import repository
@@ -39,6 +40,22 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks import delivery_out, new_subscription
 from shared.app import request_id_of
 from shared.auth import ApiKeyRecord, Scope
+from shared.contracts.http.churn import AtRiskResponse, ChurnScore, ReactionIn, ReactionOut
+from shared.contracts.http.profile import (
+    CustomerPage,
+    CustomerPatch,
+    CustomerProfile,
+    ErasureReceiptOut,
+    LookupResult,
+    MergeRequest,
+    MergeResult,
+    SegmentIn,
+    SegmentOut,
+    SegmentPatch,
+    TimelinePage,
+)
+from shared.contracts.http.recsys import ItemOut, RecommendationsOut, SessionRequest
+from shared.contracts.http.sentiment import CustomerSentiment, SentimentRequest, SentimentResponse
 from shared.db import unit_of_work
 from shared.errors import Conflict, CRMError, ErrorResponse, InvalidRequest, NotFound, ServiceUnavailable
 from shared.logging import get_logger
@@ -87,7 +104,6 @@ WriteKey = Annotated[ApiKeyRecord, Depends(require(Scope.CUSTOMERS_WRITE))]
 EventsKey = Annotated[ApiKeyRecord, Depends(require(Scope.EVENTS_WRITE))]
 PrivacyKey = Annotated[ApiKeyRecord, Depends(require(Scope.PRIVACY_ADMIN))]
 AdminKey = Annotated[ApiKeyRecord, Depends(require(Scope.ADMIN))]
-AnyJson = Annotated[dict[str, Any], Body(examples=[{}])]
 
 router = APIRouter(prefix="/v1")
 
@@ -95,6 +111,11 @@ router = APIRouter(prefix="/v1")
 def _settings(request: Request) -> GatewaySettings:
     settings: GatewaySettings = request.app.state.settings
     return settings
+
+
+def _json_of(body: BaseModel) -> dict[str, Any]:
+    """A validated request body as the service takes it: only the fields the caller sent."""
+    return body.model_dump(mode="json", exclude_unset=True)
 
 
 async def forward(
@@ -330,7 +351,7 @@ def _replay(stored: IdempotencyRecord, request_hash: str) -> Response:
 # -- customers ---------------------------------------------------------------------------------
 
 
-@router.get("/customers", tags=["customers"], responses=PROXY_ERRORS)
+@router.get("/customers", tags=["customers"], response_model=CustomerPage, responses=PROXY_ERRORS)
 async def search_customers(
     request: Request,
     _key: ReadKey,
@@ -351,7 +372,7 @@ async def search_customers(
     return await forward(request, "profile", "GET", "/customers", params=request.query_params.multi_items())
 
 
-@router.get("/customers/lookup", tags=["customers"], responses=PROXY_ERRORS)
+@router.get("/customers/lookup", tags=["customers"], response_model=LookupResult, responses=PROXY_ERRORS)
 async def lookup_customer(
     request: Request,
     _key: ReadKey,
@@ -383,19 +404,28 @@ def _forget(request: Request, *customer_ids: str) -> None:
         cache.evict(customer_ids)
 
 
-@router.patch("/customers/{customer_id}", tags=["customers"], responses=PROXY_ERRORS)
-async def update_customer(request: Request, customer_id: CustomerId, body: AnyJson, _key: WriteKey) -> Any:
-    """Update a customer's traits."""
+@router.patch(
+    "/customers/{customer_id}", tags=["customers"], response_model=CustomerProfile, responses=PROXY_ERRORS
+)
+async def update_customer(
+    request: Request, customer_id: CustomerId, body: CustomerPatch, _key: WriteKey
+) -> Any:
+    """Update a customer's traits (null removes one), email or phone."""
     _forget(request, customer_id)
     try:
         return await forward(
-            request, "profile", "PATCH", f"/customers/{segment_path(customer_id)}", json_body=body
+            request, "profile", "PATCH", f"/customers/{segment_path(customer_id)}", json_body=_json_of(body)
         )
     finally:
         _forget(request, customer_id)
 
 
-@router.get("/customers/{customer_id}/timeline", tags=["customers"], responses=PROXY_ERRORS)
+@router.get(
+    "/customers/{customer_id}/timeline",
+    tags=["customers"],
+    response_model=TimelinePage,
+    responses=PROXY_ERRORS,
+)
 async def customer_timeline(
     request: Request,
     customer_id: CustomerId,
@@ -413,7 +443,12 @@ async def customer_timeline(
     )
 
 
-@router.get("/customers/{customer_id}/recommendations", tags=["recommendations"], responses=PROXY_ERRORS)
+@router.get(
+    "/customers/{customer_id}/recommendations",
+    tags=["recommendations"],
+    response_model=RecommendationsOut,
+    responses=PROXY_ERRORS,
+)
 async def customer_recommendations(
     request: Request,
     customer_id: CustomerId,
@@ -431,7 +466,12 @@ async def customer_recommendations(
     )
 
 
-@router.get("/customers/{customer_id}/sentiment", tags=["sentiment"], responses=PROXY_ERRORS)
+@router.get(
+    "/customers/{customer_id}/sentiment",
+    tags=["sentiment"],
+    response_model=CustomerSentiment,
+    responses=PROXY_ERRORS,
+)
 async def customer_sentiment(
     request: Request, customer_id: CustomerId, _key: ReadKey, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> Any:
@@ -441,7 +481,9 @@ async def customer_sentiment(
     )
 
 
-@router.get("/customers/{customer_id}/churn", tags=["churn"], responses=PROXY_ERRORS)
+@router.get(
+    "/customers/{customer_id}/churn", tags=["churn"], response_model=ChurnScore, responses=PROXY_ERRORS
+)
 async def customer_churn(request: Request, customer_id: CustomerId, _key: ReadKey) -> Any:
     """Churn probability, band, reasons, trend and next-best-action of a customer."""
     return await forward_for_customer(request, customer_id, "churn", "/churn/{id}")
@@ -453,7 +495,9 @@ async def export_customer(request: Request, customer_id: CustomerId, _key: Priva
     return await forward(request, "profile", "GET", f"/customers/{segment_path(customer_id)}/export")
 
 
-@router.delete("/customers/{customer_id}", tags=["privacy"], responses=PROXY_ERRORS)
+@router.delete(
+    "/customers/{customer_id}", tags=["privacy"], response_model=ErasureReceiptOut, responses=PROXY_ERRORS
+)
 async def erase_customer(request: Request, customer_id: CustomerId, _key: PrivacyKey) -> Any:
     """Erase a customer everywhere (right to erasure); idempotent, returns a receipt."""
     _forget(request, customer_id)
@@ -463,23 +507,23 @@ async def erase_customer(request: Request, customer_id: CustomerId, _key: Privac
         _forget(request, customer_id)
 
 
-@router.post("/merges", tags=["customers"], responses=PROXY_ERRORS)
+@router.post("/merges", tags=["customers"], response_model=MergeResult, responses=PROXY_ERRORS)
 async def merge_customers(
     request: Request,
     _key: WriteKey,
-    body: Annotated[dict[str, Any], Body(examples=[{"customer_ids": ["c-1", "c-2"], "dry_run": True}])],
+    body: Annotated[MergeRequest, Body(examples=[{"customer_ids": ["c-1", "c-2"], "dry_run": True}])],
 ) -> Any:
     """Merge two customer profiles (``dry_run`` shows the result without changing anything)."""
-    named = body.get("customer_ids")
-    ids = [i for i in named if isinstance(i, str)] if isinstance(named, list) else []
-    _forget(request, *ids)
+    _forget(request, *body.customer_ids)
     try:
-        return await forward(request, "profile", "POST", "/merges", json_body=body)
+        return await forward(request, "profile", "POST", "/merges", json_body=_json_of(body))
     finally:
-        _forget(request, *ids)
+        _forget(request, *body.customer_ids)
 
 
-@router.post("/merges/{merge_id}/undo", tags=["customers"], responses=PROXY_ERRORS)
+@router.post(
+    "/merges/{merge_id}/undo", tags=["customers"], response_model=MergeResult, responses=PROXY_ERRORS
+)
 async def undo_merge(request: Request, merge_id: ResourceId, _key: WriteKey) -> Any:
     """Undo a merge: both profiles are restored."""
     try:
@@ -493,35 +537,39 @@ async def undo_merge(request: Request, merge_id: ResourceId, _key: WriteKey) -> 
 # -- segments ----------------------------------------------------------------------------------
 
 
-@router.get("/segments", tags=["segments"], responses=PROXY_ERRORS)
+@router.get("/segments", tags=["segments"], response_model=list[SegmentOut], responses=PROXY_ERRORS)
 async def list_segments(request: Request, _key: ReadKey) -> Any:
     """Every segment (rules and clusters)."""
     return await forward(request, "profile", "GET", "/segments")
 
 
-@router.post("/segments", tags=["segments"], status_code=201, responses=PROXY_ERRORS)
+@router.post(
+    "/segments", tags=["segments"], status_code=201, response_model=SegmentOut, responses=PROXY_ERRORS
+)
 async def create_segment(
     request: Request,
     _key: WriteKey,
     body: Annotated[
-        dict[str, Any],
+        SegmentIn,
         Body(examples=[{"name": "big spenders", "rule": {"field": "revenue", "op": ">=", "value": 500}}]),
     ],
 ) -> Any:
     """Create a rule segment."""
-    return await forward(request, "profile", "POST", "/segments", json_body=body)
+    return await forward(request, "profile", "POST", "/segments", json_body=_json_of(body))
 
 
-@router.get("/segments/{segment_id}", tags=["segments"], responses=PROXY_ERRORS)
+@router.get("/segments/{segment_id}", tags=["segments"], response_model=SegmentOut, responses=PROXY_ERRORS)
 async def get_segment(request: Request, segment_id: ResourceId, _key: ReadKey) -> Any:
     """One segment."""
     return await forward(request, "profile", "GET", f"/segments/{segment_path(segment_id)}")
 
 
-@router.patch("/segments/{segment_id}", tags=["segments"], responses=PROXY_ERRORS)
-async def update_segment(request: Request, segment_id: ResourceId, body: AnyJson, _key: WriteKey) -> Any:
-    """Change a segment's name or rule."""
-    return await forward(request, "profile", "PATCH", f"/segments/{segment_path(segment_id)}", json_body=body)
+@router.patch("/segments/{segment_id}", tags=["segments"], response_model=SegmentOut, responses=PROXY_ERRORS)
+async def update_segment(request: Request, segment_id: ResourceId, body: SegmentPatch, _key: WriteKey) -> Any:
+    """Change a segment's name, description or rule."""
+    return await forward(
+        request, "profile", "PATCH", f"/segments/{segment_path(segment_id)}", json_body=_json_of(body)
+    )
 
 
 @router.delete("/segments/{segment_id}", tags=["segments"], status_code=204, responses=PROXY_ERRORS)
@@ -530,7 +578,9 @@ async def delete_segment(request: Request, segment_id: ResourceId, _key: WriteKe
     return await forward(request, "profile", "DELETE", f"/segments/{segment_path(segment_id)}")
 
 
-@router.get("/segments/{segment_id}/members", tags=["segments"], responses=PROXY_ERRORS)
+@router.get(
+    "/segments/{segment_id}/members", tags=["segments"], response_model=CustomerPage, responses=PROXY_ERRORS
+)
 async def segment_members(
     request: Request,
     segment_id: ResourceId,
@@ -551,23 +601,33 @@ async def segment_members(
 # -- recommendations, sentiment, churn ---------------------------------------------------------
 
 
-@router.post("/recommendations/session", tags=["recommendations"], responses=PROXY_ERRORS)
+@router.post(
+    "/recommendations/session",
+    tags=["recommendations"],
+    response_model=RecommendationsOut,
+    responses=PROXY_ERRORS,
+)
 async def session_recommendations(
     request: Request,
     _key: ReadKey,
-    body: Annotated[dict[str, Any], Body(examples=[{"item_ids": ["50", "181"], "k": 10}])],
+    body: Annotated[SessionRequest, Body(examples=[{"item_ids": ["movie-50", "movie-181"], "k": 10}])],
 ) -> Any:
     """Recommendations for an anonymous visitor from the items of their session."""
-    return await forward(request, "recsys", "POST", "/recommendations/session", json_body=body)
+    return await forward(request, "recsys", "POST", "/recommendations/session", json_body=_json_of(body))
 
 
-@router.get("/items/{item_id}", tags=["recommendations"], responses=PROXY_ERRORS)
+@router.get("/items/{item_id}", tags=["recommendations"], response_model=ItemOut, responses=PROXY_ERRORS)
 async def get_item(request: Request, item_id: ResourceId, _key: ReadKey) -> Any:
     """An item's catalog entry: name, categories, attributes, and whether the recommender knows it."""
     return await forward(request, "recsys", "GET", f"/items/{segment_path(item_id)}")
 
 
-@router.get("/items/{item_id}/similar", tags=["recommendations"], responses=PROXY_ERRORS)
+@router.get(
+    "/items/{item_id}/similar",
+    tags=["recommendations"],
+    response_model=RecommendationsOut,
+    responses=PROXY_ERRORS,
+)
 async def similar_items(
     request: Request, item_id: ResourceId, _key: ReadKey, k: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> Any:
@@ -575,17 +635,17 @@ async def similar_items(
     return await forward(request, "recsys", "GET", f"/items/{segment_path(item_id)}/similar", params={"k": k})
 
 
-@router.post("/sentiment", tags=["sentiment"], responses=PROXY_ERRORS)
+@router.post("/sentiment", tags=["sentiment"], response_model=SentimentResponse, responses=PROXY_ERRORS)
 async def analyse_sentiment(
     request: Request,
     _key: ReadKey,
-    body: Annotated[dict[str, Any], Body(examples=[{"texts": ["Love it!", "快递太慢了"]}])],
+    body: Annotated[SentimentRequest, Body(examples=[{"texts": ["Love it!", "快递太慢了"]}])],
 ) -> Any:
     """Sentiment of texts (English or Chinese): label, score, language, model version per text."""
-    return await forward(request, "sentiment", "POST", "/sentiment", json_body=body)
+    return await forward(request, "sentiment", "POST", "/sentiment", json_body=_json_of(body))
 
 
-@router.get("/churn/at-risk", tags=["churn"], responses=PROXY_ERRORS)
+@router.get("/churn/at-risk", tags=["churn"], response_model=AtRiskResponse, responses=PROXY_ERRORS)
 async def at_risk_customers(
     request: Request,
     _key: ReadKey,
@@ -598,12 +658,14 @@ async def at_risk_customers(
     )
 
 
-@router.post("/actions/reactions", tags=["churn"], status_code=201, responses=PROXY_ERRORS)
+@router.post(
+    "/actions/reactions", tags=["churn"], status_code=201, response_model=ReactionOut, responses=PROXY_ERRORS
+)
 async def action_reaction(
     request: Request,
     _key: EventsKey,
     body: Annotated[
-        dict[str, Any],
+        ReactionIn,
         Body(
             examples=[
                 {"customer_id": "c-42", "action": "retention_offer", "rule_id": "r1", "reaction": "accepted"}
@@ -611,8 +673,12 @@ async def action_reaction(
         ),
     ],
 ) -> Any:
-    """Record a customer's reaction to a next-best-action."""
-    return await forward(request, "churn", "POST", "/actions/reactions", json_body=body)
+    """Record a customer's reaction to a next-best-action (for the canonical customer the id names)."""
+    canonical = await canonical_id(request, body.customer_id)
+    reaction = body.model_copy(update={"customer_id": canonical})
+    response = await forward(request, "churn", "POST", "/actions/reactions", json_body=_json_of(reaction))
+    response.headers[CANONICAL_HEADER] = canonical
+    return response
 
 
 # -- admin: API keys ---------------------------------------------------------------------------

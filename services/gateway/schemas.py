@@ -7,7 +7,12 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from services.gateway.examples import C360_EXAMPLE
 from shared.contracts.events import CustomerRef
+from shared.contracts.http.churn import ChurnScore, NextBestAction
+from shared.contracts.http.profile import Clv, CustomerProfile
+from shared.contracts.http.recsys import RecommendationsOut
+from shared.contracts.http.sentiment import CustomerSentiment
 
 # -- ingest ------------------------------------------------------------------------------------
 
@@ -60,36 +65,21 @@ class IngestResponse(BaseModel):
 
 
 class Customer360(BaseModel):
-    """Everything the fleet knows about a customer; a part is null when its service did not answer
-    (then it is named in ``degraded``) or has nothing on the customer."""
+    """Everything the fleet knows about a customer, each part as its owning service answered it. A part is
+    null when its service did not answer (it is then named in ``degraded``) or has nothing on the customer."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "customer_id": "c-42",
-                    "profile": {"customer_id": "c-42", "traits": {"name": "Ada"}},
-                    "identities": [{"type": "email", "value": "a***@example.com"}],
-                    "segments": ["champions"],
-                    "clv": {"p_alive": 0.91, "expected_value": 118.2},
-                    "sentiment": {"trend": "steady", "last_label": "positive"},
-                    "recommendations": {"items": [{"item_id": "50", "score": 0.8, "because": ["181"]}]},
-                    "churn": {"probability": 0.12, "band": "low", "reasons": ["ordered 3 days ago, -0.10"]},
-                    "next_best_action": None,
-                    "degraded": ["sentiment"],
-                }
-            ]
-        }
+    model_config = ConfigDict(json_schema_extra={"examples": [C360_EXAMPLE]})
+
+    customer_id: str = Field(description="The canonical id (also when asked by a merged-away or source id).")
+    profile: CustomerProfile | None = Field(description="Identities, traits, consent, aggregates, RFM, CLV.")
+    segments: list[str] | None = Field(description="Names of the segments the customer is in (profile).")
+    clv: Clv | None = Field(description="Customer lifetime value (profile's BG/NBD + Gamma-Gamma).")
+    sentiment: CustomerSentiment | None = Field(
+        description="The customer's scored texts (sentiment service)."
     )
-
-    customer_id: str
-    profile: dict[str, Any] | None
-    segments: Any = None
-    clv: Any = None
-    sentiment: Any = None
-    recommendations: Any = None
-    churn: dict[str, Any] | None = None
-    next_best_action: Any = None
+    recommendations: RecommendationsOut | None = Field(description="Top items with their reasons (recsys).")
+    churn: ChurnScore | None = Field(description="Churn probability, band, reasons, trend (churn service).")
+    next_best_action: NextBestAction | None = Field(description="The churn service's suggested action.")
     degraded: list[str] = Field(default_factory=list, description="Services that did not answer in time.")
 
 

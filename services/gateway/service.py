@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
+
+from pydantic import BaseModel, ValidationError
 
 from services.gateway.customer_cache import Customer360Cache
 from services.gateway.downstream import Downstream, DownstreamResponse, DownstreamUnavailable
 from services.gateway.metrics import C360_REFRESHES
 from services.gateway.schemas import Customer360
+from shared.contracts.http.churn import ChurnScore
+from shared.contracts.http.profile import CustomerProfile
+from shared.contracts.http.recsys import RecommendationsOut
+from shared.contracts.http.sentiment import CustomerSentiment
 from shared.errors import NotFound
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+Part = TypeVar("Part", bound=BaseModel)
 
 
 def segment_path(value: str) -> str:
@@ -70,16 +78,23 @@ async def _call(
         return exc
 
 
-def _body(result: DownstreamResponse | DownstreamUnavailable, degraded: list[str], name: str) -> Any:
-    if isinstance(result, DownstreamUnavailable):
-        degraded.append(name)
-        return None
-    if result.status_code >= 500:
-        degraded.append(name)  # it failed on this customer: the part is missing, though the service is up
+def _part(
+    result: DownstreamResponse | DownstreamUnavailable, model: type[Part], degraded: list[str], name: str
+) -> Part | None:
+    """The service's answer read with its contract model; None (and named in ``degraded`` unless the
+    service simply has nothing on the customer) when there is no usable answer."""
+    if isinstance(result, DownstreamUnavailable) or result.status_code >= 500:
+        degraded.append(name)  # down, or failed on this customer: the part is missing
         return None
     if result.status_code >= 400:
         return None  # the service has nothing on this customer (e.g. 404): not an outage
-    return result.body
+    try:
+        return model.model_validate(result.body)
+    except ValidationError as exc:
+        # The service broke its contract (shared/contracts/http): a bug to fix, shown as a missing part.
+        log.error("contract_violated", downstream=name, model=model.__name__, errors=exc.error_count())
+        degraded.append(name)
+        return None
 
 
 async def customer_360(
@@ -129,25 +144,22 @@ async def customer_360(
     if isinstance(profile_r, DownstreamResponse) and profile_r.status_code == 404:
         raise NotFound(f"no customer {customer_id!r}")
     degraded: list[str] = []
-    profile = _body(profile_r, degraded, "profile")
-    recs = _body(recs_r, degraded, "recsys")
-    churn = _body(churn_r, degraded, "churn")
-    sentiment = _body(sentiment_r, degraded, "sentiment")
-    profile = profile if isinstance(profile, dict) else None
-    churn = churn if isinstance(churn, dict) else None
-    if degraded:
-        log.warning("c360_degraded", customer_id=customer_id, degraded=degraded)
-    return Customer360(
-        customer_id=str(profile["id"]) if profile else customer_id,
+    profile = _part(profile_r, CustomerProfile, degraded, "profile")
+    churn = _part(churn_r, ChurnScore, degraded, "churn")
+    answer = Customer360(
+        customer_id=profile.id if profile else customer_id,
         profile=profile,
-        segments=profile.get("segments") if profile else None,
-        clv=profile.get("clv") if profile else None,
-        sentiment=sentiment,
-        recommendations=recs,
+        segments=profile.segments if profile else None,
+        clv=profile.clv if profile else None,
+        sentiment=_part(sentiment_r, CustomerSentiment, degraded, "sentiment"),
+        recommendations=_part(recs_r, RecommendationsOut, degraded, "recsys"),
         churn=churn,
-        next_best_action=churn.get("next_best_action") if churn else None,
+        next_best_action=churn.next_best_action if churn else None,
         degraded=degraded,
     )
+    if answer.degraded:
+        log.warning("c360_degraded", customer_id=customer_id, degraded=answer.degraded)
+    return answer
 
 
 class Customer360Reader:

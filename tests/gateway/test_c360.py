@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from services.gateway.schemas import Customer360
 from tests.fleet_support import RunningFleet, wait_until
 from tests.gateway.conftest import fleet_gateway
 from tests.gateway.support import ADMIN_KEY
@@ -97,3 +98,28 @@ def test_a_stalled_service_is_cut_off_degraded_and_its_breaker_recovers(
         )
         assert breaker.state == "closed"
         assert client.get(f"/v1/customers/{customer}/recommendations", headers=HEADERS).status_code == 200
+
+
+def _shape(value: object) -> object:
+    """The keys of a JSON value, recursively (lists by their first element)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items() if v not in (None, [], {})}
+    if isinstance(value, list) and value:
+        return [_shape(value[0])]
+    return type(value).__name__
+
+
+def test_the_openapi_example_of_the_360_has_the_shape_the_fleet_answers(
+    real_fleet: RunningFleet, tmp_path: Path
+) -> None:
+    with fleet_gateway(real_fleet, tmp_path) as client:
+        spec = client.get("/openapi.json").json()
+        example = spec["components"]["schemas"]["Customer360"]["examples"][0]
+        Customer360.model_validate(example)
+        real = client.get(f"/v1/customers/{a_demo_customer(client)}", headers=HEADERS).json()
+        example_shape, real_shape = _shape(example), _shape(real)
+        assert isinstance(example_shape, dict)
+        assert isinstance(real_shape, dict)
+        for part in ("profile", "churn", "recommendations", "sentiment", "clv", "next_best_action"):
+            assert set(real_shape[part]) <= set(example_shape[part]), part  # nothing the example hides
+        assert set(real_shape) <= set(example_shape)
