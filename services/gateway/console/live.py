@@ -30,6 +30,8 @@ log = get_logger(__name__)
 
 KEPT = 500
 LIVE_TOPICS = (Topic.INTERACTIONS.value, dead_letter_topic(Topic.INTERACTIONS.value))
+CLOCK_SLACK_MS = 1000
+"""Records stamped up to this long before the listener began are still shown (producers' clocks differ)."""
 REASSIGN_S = 5.0
 """While a topic is missing (no event published yet), look for it again this often."""
 
@@ -161,10 +163,12 @@ class LiveEvents:
         self.missing_topics = missing
         self._listening.set()
 
-    def _append(self, messages: list[Message]) -> None:
+    def _append(self, messages: list[Message], since_ms: int) -> None:
         with self._lock:
             for message in messages:
-                if message.error() is None:
+                # The embedded broker's high watermark can trail the log's end, so the first fetch may
+                # return records published before the listener began: those are not "live".
+                if message.error() is None and message.timestamp()[1] >= since_ms:
                     self._seq += 1
                     self._events.append(describe(message, self._seq))
 
@@ -172,10 +176,11 @@ class LiveEvents:
         while not self._stop.is_set():
             consumer = self._consumer()
             try:
+                since_ms = int(time.time() * 1000) - CLOCK_SLACK_MS
                 self._assign_from_end(consumer)
                 assigned_at = time.monotonic()
                 while not self._stop.is_set():
-                    self._append(consumer.consume(num_messages=500, timeout=0.1))
+                    self._append(consumer.consume(num_messages=500, timeout=0.1), since_ms)
                     if self.missing_topics and time.monotonic() - assigned_at > REASSIGN_S:
                         break  # look for the missing topic again (new partitions start at their end)
             except (KafkaException, RuntimeError) as exc:

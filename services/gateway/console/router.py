@@ -450,13 +450,6 @@ async def at_risk_page(
         else _none(),
     )
     view = views.AtRiskView.of(at_risk, members if segment else None, band, offset)
-    # The suggested action is the churn service's per customer (its rules): asked for this page's rows.
-    actions = await asyncio.gather(
-        *(_get(request, user, f"/v1/customers/{quote(r['customer_id'], safe='')}/churn") for r in view.rows)
-    )
-    for row, answer in zip(view.rows, actions, strict=True):
-        row["next_best_action"] = answer.body.get("next_best_action") if answer.ok else None
-        row["action_unknown"] = not answer.ok
     return _page(
         request,
         user,
@@ -468,6 +461,16 @@ async def at_risk_page(
         segment=segment,
         min_probability=min_probability,
     )
+
+
+@router.get("/at-risk/action/{customer_id}")
+async def at_risk_action(request: Request, customer_id: str) -> Response:
+    """One row's suggested action (the churn service's rules), loaded by the row once the list is shown."""
+    user = await current_user(request)
+    if user is None:
+        return _to_sign_in(request)
+    answer = await _get(request, user, f"/v1/customers/{quote(customer_id, safe='')}/churn")
+    return _page(request, user, "_action.html", answer=answer)
 
 
 # -- live events -------------------------------------------------------------------------------
@@ -525,10 +528,23 @@ async def models_page(request: Request) -> Response:
     user = await current_user(request)
     if user is None:
         return _to_sign_in(request)
-    models, at_risk, sample = await asyncio.gather(
+    models, at_risk, sample, recent, sentiment = await asyncio.gather(
         _get(request, user, "/v1/models"),
         _get(request, user, "/v1/churn/at-risk", limit=1, min_probability=0),
         _get(request, user, "/v1/customers", limit=1, min_orders=1, sort="revenue"),
+        _get(request, user, "/v1/customers", limit=1),
+        # The version that scores texts now, in English and Chinese (each text names its model).
+        _api(request).call(
+            "POST",
+            "/v1/sentiment",
+            user.key,
+            json={"texts": ["The console works.", "很好"]},
+            request_id=request_id_of(request),
+        ),
     )
-    view = views.ModelsView.of(models, at_risk, sample)
+    recs = Answer(204)
+    if recent.ok and recent.body["items"]:
+        first = quote(recent.body["items"][0]["id"], safe="")
+        recs = await _get(request, user, f"/v1/customers/{first}/recommendations", k=1)
+    view = views.ModelsView.of(models, at_risk, sample, recs, sentiment)
     return _page(request, user, "models.html", nav="models", view=view, admin_scope=Scope.ADMIN)

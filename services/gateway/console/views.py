@@ -431,8 +431,34 @@ class ModelsView:
     catalog_problem: str | None
 
     @classmethod
-    def of(cls, models: Answer, at_risk: Answer, sample: Answer) -> ModelsView:
+    def of(
+        cls, models: Answer, at_risk: Answer, sample: Answer, recs: Answer, sentiment: Answer
+    ) -> ModelsView:
         rows: list[ModelRow] = []
+        if recs.ok and isinstance(recs.body, dict):
+            rows.append(
+                ModelRow(
+                    "Recommender",
+                    recs.body.get("model_version"),
+                    f"strategy {recs.body.get('strategy')} for a recent customer",
+                )
+            )
+        elif recs.status != 204:
+            rows.append(ModelRow("Recommender", None, f"not known: {recs.problem}"))
+        if sentiment.ok and isinstance(sentiment.body, dict):
+            for result in sentiment.body.get("results", []):
+                language = {"en": "English", "zh": "Chinese"}.get(
+                    result.get("language"), result.get("language")
+                )
+                rows.append(
+                    ModelRow(
+                        f"Sentiment ({language})",
+                        result.get("model_version"),
+                        "scores reviews and support messages",
+                    )
+                )
+        else:
+            rows.append(ModelRow("Sentiment", None, f"not known: {sentiment.problem}"))
         if at_risk.ok and at_risk.body.get("customers"):
             version = at_risk.body["customers"][0].get("model_version")
             rows.append(ModelRow("Churn", version, "scores the at-risk list and every 360"))
@@ -451,8 +477,8 @@ class ModelsView:
         problem = None
         if not models.ok:
             problem = (
-                "Recommender and sentiment versions, offline metrics and click-through per version "
-                "need GET /v1/models, which this gateway does not serve yet"
+                "Offline metrics, click-through per recommender version and the sentiment model's "
+                "measured accuracy need GET /v1/models, which this gateway does not serve yet"
                 if models.status == 404
                 else f"The model catalog is not available: {models.problem}."
             )
