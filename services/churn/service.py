@@ -20,6 +20,7 @@ from services.churn.features import KIND_OF_EVENT_TYPE, Activity, Kind, customer
 from services.churn.model import ChurnModel, Reason
 from services.churn.models import RuleRow
 from services.churn.settings import ChurnSettings
+from shared.consent import MARKETING, ConsentDecision, marketing_refusal
 from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id
 from shared.contracts import events as ev
 from shared.db import forget_erased_data
@@ -374,15 +375,14 @@ class ChurnService:
 
     def marketing_refusal(self, session: Session, customer_id: str) -> str | None:
         """Why the customer may not receive marketing, or None when they may."""
-        decision = repo.consent(session, customer_id, "marketing")
-        if decision is None:
-            if self.settings.marketing_needs_opt_in:
-                return "no marketing consent recorded (CRM_CHURN_MARKETING_NEEDS_OPT_IN)"
-            return None
-        granted, when = decision
-        if granted:
-            return None
-        return f"marketing consent withdrawn on {from_days(when).date().isoformat()}"
+        stored = repo.consent(session, customer_id, MARKETING)
+        decision = None if stored is None else ConsentDecision(stored[0], from_days(stored[1]))
+        refusal = marketing_refusal(
+            decision,
+            needs_opt_in=self.settings.marketing_needs_opt_in,
+            opt_in_setting="CRM_CHURN_MARKETING_NEEDS_OPT_IN",
+        )
+        return None if refusal is None else refusal.reason
 
     def invalidate_rules(self) -> None:
         self._rules = None
