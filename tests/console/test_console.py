@@ -166,6 +166,7 @@ def test_at_risk_is_ranked_and_filtered_by_band(page: Page) -> None:
     bands = page.locator("table.results tbody td:nth-child(3) .band").all_inner_texts()
     assert bands
     assert set(bands) == {"high"}
+    expect(page.locator("td.action", has_text="loading")).to_have_count(0, timeout=30_000)
     shot(page, "at-risk")
 
 
