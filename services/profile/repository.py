@@ -412,6 +412,18 @@ def members_page(
     return [dict(r) for r in rows], int(total)
 
 
+def member_consents(session: Session, segment_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """(customer id, consent) of every member, by id: what a marketing export filters on."""
+    table = customers_table
+    rows = session.execute(
+        select(table.c.id, table.c.consent)
+        .join(SegmentMember, SegmentMember.customer_id == table.c.id)
+        .where(SegmentMember.segment_id == segment_id)
+        .order_by(table.c.id)
+    )
+    return [(str(customer_id), consent or {}) for customer_id, consent in rows]
+
+
 # --- merges, erasure, batch runs ---------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from services.profile.schemas import (
     CustomerProfile,
     ErasureReceiptOut,
     LookupResult,
+    MembersExcluded,
     MergeRequest,
     MergeResult,
     SegmentIn,
@@ -323,10 +324,32 @@ def segment_members(
     segment_id: str,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    purpose: Annotated[
+        Literal["operational", "marketing"],
+        Query(
+            description="marketing: leave out members whose marketing consent is withdrawn (and, with "
+            "CRM_PROFILE_MARKETING_NEEDS_OPT_IN, those who never gave it); `excluded` says how many and why."
+        ),
+    ] = "operational",
 ) -> CustomerPage:
-    """The segment's current members, paged."""
+    """The segment's current members, paged; a marketing export leaves out who may not be marketed to."""
     with transaction(request, service) as (session, _):
         service.get_segment(session, segment_id)
+        if purpose == "marketing":
+            rows, total, excluded = service.marketing_members_page(
+                session,
+                segment_id,
+                limit,
+                offset,
+                needs_opt_in=request.app.state.settings.marketing_needs_opt_in,
+            )
+            return CustomerPage(
+                items=[service.view(r) for r in rows],
+                total=total,
+                limit=limit,
+                offset=offset,
+                excluded=[MembersExcluded.model_validate(e) for e in excluded],
+            )
         rows, total = repo.members_page(session, segment_id, limit, offset)
         return CustomerPage(items=[service.view(r) for r in rows], total=total, limit=limit, offset=offset)
 

@@ -47,6 +47,14 @@ from services.profile.schemas import (
     Rfm,
     Sentiment,
 )
+from shared.consent import (
+    MARKETING,
+    NOT_RECORDED,
+    WITHDRAWN,
+    ConsentDecision,
+    decision_from_profile,
+    marketing_refusal,
+)
 from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id, utcnow
 from shared.contracts.events import (
     ChurnRiskChanged,
@@ -670,6 +678,28 @@ class ProfileService:
             raise SegmentNotFound(f"no segment {segment_id!r}")
         return segment
 
+    def marketing_members_page(
+        self, session: Session, segment_id: str, limit: int, offset: int, *, needs_opt_in: bool
+    ) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+        """A page of the segment's members who may receive marketing (shared.consent's rule, the one churn
+        applies to next-best-actions), their total, and how many were left out per reason."""
+        allowed: list[str] = []
+        excluded = {WITHDRAWN: 0} | ({NOT_RECORDED: 0} if needs_opt_in else {})
+        for customer_id, consent in repo.member_consents(session, segment_id):
+            refusal = marketing_refusal(
+                decision_from_profile(consent.get(MARKETING)),
+                needs_opt_in=needs_opt_in,
+                opt_in_setting="CRM_PROFILE_MARKETING_NEEDS_OPT_IN",
+            )
+            if refusal is None:
+                allowed.append(customer_id)
+            else:
+                excluded[refusal.summary] += 1
+        page = allowed[offset : offset + limit]
+        found = repo.load_customers(session, page, lock=False)
+        rows = [found[c] for c in page if c in found]
+        return rows, len(allowed), [{"reason": r, "count": n} for r, n in excluded.items()]
+
     @staticmethod
     def _check_rule(rule: dict[str, Any]) -> None:
         try:
@@ -1142,10 +1172,14 @@ class _Batch:
             row["rating_count"] += 1
             row["rating_sum"] += payload.rating
         elif isinstance(payload, ConsentChanged):
-            row["consent"] = {
-                **row["consent"],
-                payload.purpose: {"granted": payload.granted, "at": at.isoformat()},
-            }
+            # The latest decision by event time wins (shared.consent): a late or replayed older one is kept
+            # in the timeline but does not override a newer one.
+            current = decision_from_profile(row["consent"].get(payload.purpose))
+            if ConsentDecision(payload.granted, at).supersedes(current):
+                row["consent"] = {
+                    **row["consent"],
+                    payload.purpose: {"granted": payload.granted, "at": at.isoformat()},
+                }
         if is_identify:
             row["traits"] = {**row["traits"], **payload.traits}  # type: ignore[attr-defined]
         # Identifiers live hashed/encrypted elsewhere, never in the timeline.

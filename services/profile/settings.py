@@ -46,6 +46,12 @@ class ProfileSettings(ServiceSettings):
         description="Refit CLV and the RFM clusters in the background this often (first run 30 s after "
         "start-up); 0 turns it off (use `crm profile fit-clv` / `crm profile cluster`).",
     )
+    marketing_needs_opt_in: bool = Field(
+        default=False,
+        description="True: a marketing segment export (purpose=marketing) also leaves out customers with no "
+        "recorded marketing consent (opt-in); false: only a withdrawal does. Set it like "
+        "CRM_CHURN_MARKETING_NEEDS_OPT_IN.",
+    )
 
     @model_validator(mode="after")
     def _no_public_pii_key_in_prod(self) -> ProfileSettings:

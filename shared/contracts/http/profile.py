@@ -121,11 +121,24 @@ class BatchStatus(BaseModel):
     jobs: list[BatchJobResult] = Field(default_factory=list, description="The last finished run's jobs.")
 
 
+class MembersExcluded(BaseModel):
+    """Members a marketing export left out, for one reason."""
+
+    reason: str = Field(examples=["marketing consent withdrawn"])
+    count: int = Field(ge=0)
+
+
 class CustomerPage(BaseModel):
     items: list[CustomerProfile]
-    total: int
+    total: int = Field(description="Customers the query answers (after any exclusion), over every page.")
     limit: int
     offset: int
+    excluded: list[MembersExcluded] | None = Field(
+        default=None,
+        description="A marketing export (purpose=marketing): how many members were left out and why "
+        "(always lists `marketing consent withdrawn`, with 0 when none was). Null for other queries.",
+        examples=[[{"reason": "marketing consent withdrawn", "count": 3}]],
+    )
 
 
 class CustomerPatch(BaseModel):
