@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -99,6 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     runtime = ServiceRuntime(SERVICE, settings, settings.database_url)
     Base.metadata.create_all(runtime.engine)
+    repository.add_missing_columns(runtime.engine)
 
     def purge() -> None:
         with unit_of_work(runtime.session_factory) as session:
@@ -111,7 +113,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client_id=f"{settings.kafka.client_id}-gateway-ingest",
         message_timeout_s=settings.publish_timeout_s,
     )
-    runtime.add_consumer(settings.webhook_group, WEBHOOK_TOPICS, handle_fleet_events, WEBHOOK_EVENT_TYPES)
+    webhook_handler = partial(handle_fleet_events, needs_opt_in=settings.marketing_needs_opt_in)
+    runtime.add_consumer(settings.webhook_group, WEBHOOK_TOPICS, webhook_handler, WEBHOOK_EVENT_TYPES)
     runtime.start(app)
     app.state.c360_cache = None
     listener: InvalidationListener | None = None
@@ -148,6 +151,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backoff_s=settings.webhook_backoff_s,
         timeout_s=settings.webhook_timeout_s,
         poll_s=settings.webhook_poll_s,
+        marketing_needs_opt_in=settings.marketing_needs_opt_in,
     )
     app.state.webhooks = sender
     sender_task = asyncio.create_task(sender.run(), name="webhook-sender")

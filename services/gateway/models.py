@@ -1,4 +1,5 @@
-"""The gateway's own tables: API keys (hashed), idempotency records, webhook subscriptions and deliveries."""
+"""The gateway's own tables: API keys (hashed), idempotency records, webhook subscriptions and deliveries,
+and the marketing consent that marketing webhooks honour."""
 
 from __future__ import annotations
 
@@ -47,8 +48,24 @@ class WebhookSubscription(Base):
     event_types: Mapped[list[str]] = mapped_column(JSON)
     secret: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # operational | marketing: a marketing subscription gets nothing about a customer who withdrew consent.
+    purpose: Mapped[str] = mapped_column(String(16), default="operational", server_default="operational")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MarketingConsent(Base):
+    """A customer's latest marketing-consent decision (event time), read from crm.consent_changed.v1 on the
+    resolved topic. Kept per original customer id, as churn keeps it, so a merge can be undone; a merged
+    customer's decisions count for the survivor."""
+
+    __tablename__ = "gateway_marketing_consent"
+
+    origin_customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str] = mapped_column(String(200))
 
 
 class WebhookDelivery(Base):
@@ -65,7 +82,8 @@ class WebhookDelivery(Base):
     event_type: Mapped[str] = mapped_column(String(200))
     customer_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    # pending | delivered | failed | skipped (never sent: last_error says why, e.g. consent withdrawn)
+    status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -6,16 +6,41 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete, inspect, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from services.gateway.models import ApiKey, IdempotencyRecord, WebhookDelivery, WebhookSubscription
+from services.gateway.models import (
+    ApiKey,
+    IdempotencyRecord,
+    MarketingConsent,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from shared.consent import ConsentDecision
 
 
 def utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything here is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Columns added after a table was first created: create_all() makes missing tables, never missing columns.
+ADDED_COLUMNS = (("gateway_webhook_subscriptions", "purpose", "VARCHAR(16) NOT NULL DEFAULT 'operational'"),)
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Bring a gateway database made by an older version up to date (run after create_all)."""
+    for table, column, ddl in ADDED_COLUMNS:
+        if column in {c["name"] for c in inspect(engine).get_columns(table)}:
+            continue
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+        except DBAPIError:
+            # Another replica starting at the same time added it first.
+            if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                raise
 
 
 # -- API keys ----------------------------------------------------------------------------------
@@ -145,3 +170,72 @@ def list_deliveries(
         query = query.where(WebhookDelivery.status == status)
     query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id).limit(limit).offset(offset)
     return session.scalars(query).all()
+
+
+def skip_pending_delivery(session: Session, delivery_id: str, reason: str) -> None:
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending")
+        .values(status="skipped", last_error=reason)
+    )
+
+
+# -- marketing consent -------------------------------------------------------------------------
+
+
+def set_marketing_consent(
+    session: Session, customer_id: str, decision: ConsentDecision, event_id: str
+) -> None:
+    """Record a decision unless a later one (by event time) is already known for that customer id."""
+    row = session.get(MarketingConsent, customer_id)
+    if row is None:
+        session.add(
+            MarketingConsent(
+                origin_customer_id=customer_id,
+                customer_id=customer_id,
+                granted=decision.granted,
+                decided_at=decision.at,
+                event_id=event_id,
+            )
+        )
+        session.flush()
+    elif decision.supersedes(ConsentDecision(row.granted, utc(row.decided_at))):
+        row.granted, row.decided_at, row.event_id = decision.granted, decision.at, event_id
+
+
+def marketing_consent(session: Session, customer_id: str) -> ConsentDecision | None:
+    """The latest decision of the customer or of a profile merged into them."""
+    rows = session.execute(
+        select(MarketingConsent.granted, MarketingConsent.decided_at).where(
+            MarketingConsent.customer_id == customer_id
+        )
+    ).all()
+    decisions = [ConsentDecision(bool(granted), utc(at)) for granted, at in rows]
+    return max(decisions, key=lambda d: d.at) if decisions else None
+
+
+def merge_marketing_consent(session: Session, survivor_id: str, merged_id: str) -> None:
+    session.execute(
+        update(MarketingConsent)
+        .where(MarketingConsent.customer_id == merged_id)
+        .values(customer_id=survivor_id)
+    )
+
+
+def unmerge_marketing_consent(session: Session, survivor_id: str, merged_id: str) -> None:
+    session.execute(
+        update(MarketingConsent)
+        .where(MarketingConsent.customer_id == survivor_id, MarketingConsent.origin_customer_id == merged_id)
+        .values(customer_id=merged_id)
+    )
+
+
+def erase_marketing_consent(session: Session, customer_id: str) -> None:
+    session.execute(
+        delete(MarketingConsent).where(
+            or_(
+                MarketingConsent.customer_id == customer_id,
+                MarketingConsent.origin_customer_id == customer_id,
+            )
+        )
+    )

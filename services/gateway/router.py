@@ -587,8 +587,15 @@ async def segment_members(
     _key: ReadKey,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_COUNT)] = 0,
+    purpose: Annotated[
+        Literal["operational", "marketing"],
+        Query(
+            description="marketing: an export for marketing, without the members whose marketing consent is "
+            "withdrawn; `excluded` says how many were left out and why."
+        ),
+    ] = "operational",
 ) -> Any:
-    """Customers in a segment, paginated."""
+    """Customers in a segment, paginated; purpose=marketing leaves out who may not be marketed to."""
     return await forward(
         request,
         "profile",
@@ -746,6 +753,7 @@ def _webhook_out(row: Any) -> dict[str, Any]:
         "url": row.url,
         "event_types": list(row.event_types),
         "description": row.description,
+        "purpose": row.purpose,
         "active": row.active,
         "created_at": repository.utc(row.created_at),
     }
@@ -755,8 +763,9 @@ def _webhook_out(row: Any) -> dict[str, Any]:
     "/webhooks", tags=["webhooks"], status_code=201, response_model=WebhookCreated, responses={**AUTH_ERRORS}
 )
 async def create_webhook(request: Request, body: WebhookCreate, _key: AdminKey) -> dict[str, Any]:
-    """Subscribe a URL to fleet events (e.g. churn_risk_changed); the signing secret is shown once."""
-    subscription = new_subscription(str(body.url), body.event_types, body.description)
+    """Subscribe a URL to fleet events (e.g. churn_risk_changed); the signing secret is shown once. A
+    marketing subscription gets nothing about customers whose marketing consent is withdrawn."""
+    subscription = new_subscription(str(body.url), body.event_types, body.description, body.purpose)
 
     def save() -> None:
         with unit_of_work(request.app.state.runtime.session_factory) as session:
@@ -805,11 +814,11 @@ async def webhook_deliveries(
     request: Request,
     subscription_id: ResourceId,
     _key: AdminKey,
-    status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
+    status: Annotated[str | None, Query(pattern="^(pending|delivered|failed|skipped)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_COUNT)] = 0,
 ) -> list[dict[str, Any]]:
-    """The delivery log of a subscription, newest first: attempts, last status, errors."""
+    """The delivery log of a subscription, newest first: attempts, last status, errors, why one was skipped."""
 
     def load() -> list[dict[str, Any]] | None:
         with unit_of_work(request.app.state.runtime.session_factory) as session:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
@@ -117,6 +117,11 @@ class WebhookCreate(BaseModel):
         min_length=1, examples=[["churn_risk_changed", "crm.segment_membership_changed.v1"]]
     )
     description: str | None = Field(default=None, max_length=500)
+    purpose: Literal["operational", "marketing"] = Field(
+        default="operational",
+        description="marketing: never sent an event about a customer whose marketing consent is withdrawn "
+        "(the delivery is logged as skipped, with the reason).",
+    )
 
 
 class WebhookOut(BaseModel):
@@ -124,6 +129,7 @@ class WebhookOut(BaseModel):
     url: str
     event_types: list[str]
     description: str | None
+    purpose: Literal["operational", "marketing"]
     active: bool
     created_at: datetime
 
@@ -139,10 +145,16 @@ class WebhookDeliveryOut(BaseModel):
     id: str
     event_id: str
     event_type: str
-    status: str = Field(description="pending, delivered or failed (after the last retry).")
+    status: str = Field(
+        description="pending, delivered, failed (after the last retry) or skipped (never sent: a marketing "
+        "subscription and a customer who may not be marketed to; last_error says why)."
+    )
     attempts: int
     last_status_code: int | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="The last attempt's error, or why a skipped delivery was not sent.",
+        examples=["marketing consent withdrawn on 2026-11-02"],
+    )
     next_attempt_at: datetime
     created_at: datetime
     delivered_at: datetime | None

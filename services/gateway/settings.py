@@ -73,6 +73,11 @@ class GatewaySettings(ServiceSettings):
     webhook_backoff_s: float = Field(default=1.0, gt=0, description="First retry delay; doubles per attempt.")
     webhook_timeout_s: float = Field(default=5.0, gt=0)
     webhook_poll_s: float = Field(default=0.2, gt=0)
+    marketing_needs_opt_in: bool = Field(
+        default=False,
+        description="True: marketing webhooks also skip customers with no recorded marketing consent (opt-in); "
+        "false: only a withdrawal does. Set it like CRM_CHURN_MARKETING_NEEDS_OPT_IN.",
+    )
 
     @field_validator("bootstrap_admin_key")
     @classmethod

@@ -3,6 +3,16 @@
 The consumer (group ``crm-gateway-webhooks``) writes one delivery row per matching subscription in the
 same transaction as the event ledger (an outbox: exactly once in effect); the worker sends due rows.
 Signature: ``X-CRM-Signature: sha256=<hex hmac_sha256(secret, f"{X-CRM-Timestamp}.{body}")>``.
+
+A ``marketing`` subscription never receives an event about a customer who may not be marketed to
+(shared.consent: latest crm.consent_changed.v1 for ``marketing`` by event time; opt-in mode with
+CRM_GATEWAY_MARKETING_NEEDS_OPT_IN); its delivery row is written ``skipped`` with the reason instead.
+The gateway learns consent from the fleet's events, not by asking the profile: the same consumer reads
+consent events from crm.interactions.resolved.v1 (subject = canonical id) into its own small table, so the
+decision is taken in the outbox transaction itself, with no HTTP call per event and no dependency on the
+profile being up (an outage would otherwise hold back every marketing delivery or let one through
+unchecked). The consent event and the event it should stop arrive on different topics, so the sender
+checks again just before sending: a withdrawal read in between still stops the delivery.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ from services.gateway import repository
 from services.gateway.ingest import resolve_type
 from services.gateway.metrics import WEBHOOK_ATTEMPTS
 from services.gateway.models import WebhookDelivery, WebhookSubscription
+from shared.consent import MARKETING, ConsentDecision, marketing_refusal
 from shared.contracts import EventTypeName, Topic
+from shared.contracts.events import ConsentChanged, CustomerErased, CustomerMerged
 from shared.db import unit_of_work
 from shared.errors import InvalidRequest
 from shared.kafka import InboundEvent
@@ -41,8 +53,9 @@ WEBHOOK_TOPICS = (
     Topic.SENTIMENT_SCORED.value,
     Topic.CUSTOMER_MERGED.value,
     Topic.CUSTOMER_ERASED.value,
+    Topic.INTERACTIONS_RESOLVED.value,  # for its consent events only
 )
-WEBHOOK_EVENT_TYPES = frozenset(
+SUBSCRIBABLE_EVENT_TYPES = frozenset(
     {
         EventTypeName.CHURN_RISK_CHANGED.value,
         EventTypeName.SEGMENT_MEMBERSHIP_CHANGED.value,
@@ -51,6 +64,10 @@ WEBHOOK_EVENT_TYPES = frozenset(
         EventTypeName.CUSTOMER_ERASED.value,
     }
 )
+# What the webhook consumer reads: the subscribable events and the consent decisions it keeps.
+WEBHOOK_EVENT_TYPES = SUBSCRIBABLE_EVENT_TYPES | {EventTypeName.CONSENT_CHANGED.value}
+PURPOSES = ("operational", "marketing")
+OPT_IN_SETTING = "CRM_GATEWAY_MARKETING_NEEDS_OPT_IN"
 SIGNATURE_HEADER = "X-CRM-Signature"
 TIMESTAMP_HEADER = "X-CRM-Timestamp"
 DELIVERY_HEADER = "X-CRM-Delivery-Id"
@@ -71,9 +88,9 @@ def normalise_event_types(names: Sequence[str]) -> list[str]:
     types: list[str] = []
     for name in names:
         full = resolve_type(name)
-        if full is None or full not in WEBHOOK_EVENT_TYPES:
+        if full is None or full not in SUBSCRIBABLE_EVENT_TYPES:
             allowed = ", ".join(
-                sorted(t.removeprefix("crm.").removesuffix(".v1") for t in WEBHOOK_EVENT_TYPES)
+                sorted(t.removeprefix("crm.").removesuffix(".v1") for t in SUBSCRIBABLE_EVENT_TYPES)
             )
             raise InvalidRequest(f"event type {name!r} cannot be subscribed to; choose from: {allowed}")
         if full not in types:
@@ -81,48 +98,100 @@ def normalise_event_types(names: Sequence[str]) -> list[str]:
     return types
 
 
-def new_subscription(url: str, event_types: Sequence[str], description: str | None) -> WebhookSubscription:
+def new_subscription(
+    url: str, event_types: Sequence[str], description: str | None, purpose: str = "operational"
+) -> WebhookSubscription:
+    if purpose not in PURPOSES:
+        raise InvalidRequest(f"purpose {purpose!r} is not one of: {', '.join(PURPOSES)}")
     return WebhookSubscription(
         id=uuid.uuid4().hex,
         url=url,
         event_types=normalise_event_types(event_types),
         secret="whsec_" + secrets.token_urlsafe(32),
         description=description,
+        purpose=purpose,
         active=True,
         created_at=datetime.now(UTC),
     )
 
 
-def handle_fleet_events(events: Sequence[InboundEvent], session: Session) -> None:
-    """Consumer handler: one pending delivery per (event, matching subscription); an erasure also
-    removes the delivery log of the erased customer's earlier events."""
-    for event in events:
-        if event.type == EventTypeName.CUSTOMER_ERASED.value:
-            repository.forget_customer_deliveries(session, str(getattr(event.payload, "customer_id", "")))
+def marketing_refusal_of(session: Session, customer_id: str | None, *, needs_opt_in: bool) -> str | None:
+    """Why an event about the customer may not go to a marketing subscription, or None when it may."""
+    if customer_id is None:
+        return None
+    decision = repository.marketing_consent(session, customer_id)
+    refusal = marketing_refusal(decision, needs_opt_in=needs_opt_in, opt_in_setting=OPT_IN_SETTING)
+    return None if refusal is None else refusal.reason
+
+
+def _keep_fleet_state(event: InboundEvent, session: Session) -> None:
+    """What the webhook consumer remembers of an event: consent decisions, and merges and erasures of
+    the customers they belong to (an erasure also removes the delivery log of earlier events)."""
+    payload = event.payload
+    if isinstance(payload, ConsentChanged):
+        if payload.purpose != MARKETING:
+            return
+        if not event.subject:
+            log.warning("webhook_consent_without_subject", event_id=event.id)
+            return
+        decision = ConsentDecision(payload.granted, event.envelope.time)
+        repository.set_marketing_consent(session, event.subject, decision, event.id)
+    elif isinstance(payload, CustomerErased):
+        repository.forget_customer_deliveries(session, payload.customer_id)
+        repository.erase_marketing_consent(session, payload.customer_id)
+    elif isinstance(payload, CustomerMerged):
+        if payload.undone:
+            repository.unmerge_marketing_consent(session, payload.survivor_id, payload.merged_id)
+        else:
+            repository.merge_marketing_consent(session, payload.survivor_id, payload.merged_id)
+
+
+def handle_fleet_events(
+    events: Sequence[InboundEvent], session: Session, *, needs_opt_in: bool = False
+) -> None:
+    """Consumer handler: one delivery row per (event, matching subscription), pending, or skipped with the
+    reason for a marketing subscription and a customer who may not be marketed to. Events are taken in
+    order, so a withdrawal earlier in the batch already counts for the events after it."""
     subscriptions = repository.list_subscriptions(session)
-    if not subscriptions:
-        return
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for event in events:
+        if isinstance(event.payload, CustomerErased):
+            # Rows written so far go in first, so the erasure removes the skipped ones about this customer.
+            repository.add_deliveries(session, rows)
+            rows = []
+        _keep_fleet_state(event, session)
+        if event.type not in SUBSCRIBABLE_EVENT_TYPES:
+            continue
+        matching = [s for s in subscriptions if event.type in s.event_types]
+        if not matching:
+            continue
         body = event.envelope.model_dump(mode="json", exclude_none=True)
         customer_id = getattr(event.payload, "customer_id", None) or event.subject
-        for subscription in subscriptions:
-            if event.type in subscription.event_types:
-                rows.append(
-                    {
-                        "id": uuid.uuid4().hex,
-                        "subscription_id": subscription.id,
-                        "event_id": event.id,
-                        "event_type": event.type,
-                        "customer_id": str(customer_id) if customer_id else None,
-                        "payload": body,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
-                )
+        customer = str(customer_id) if customer_id else None
+        refusal: str | None = None
+        # An erasure notice is not marketing: a marketing receiver needs it most, to delete its copy.
+        if event.type != EventTypeName.CUSTOMER_ERASED.value and any(
+            s.purpose == "marketing" for s in matching
+        ):
+            refusal = marketing_refusal_of(session, customer, needs_opt_in=needs_opt_in)
+        for subscription in matching:
+            skipped = refusal is not None and subscription.purpose == "marketing"
+            rows.append(
+                {
+                    "id": uuid.uuid4().hex,
+                    "subscription_id": subscription.id,
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "customer_id": customer,
+                    "payload": body,
+                    "status": "skipped" if skipped else "pending",
+                    "last_error": refusal if skipped else None,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
     repository.add_deliveries(session, rows)
 
 
@@ -137,9 +206,11 @@ class WebhookSender:
         backoff_s: float,
         timeout_s: float,
         poll_s: float,
+        marketing_needs_opt_in: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._sessions = session_factory
+        self.marketing_needs_opt_in = marketing_needs_opt_in
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
@@ -148,13 +219,24 @@ class WebhookSender:
         self._stop = asyncio.Event()
 
     def _claim(self, limit: int = 50) -> list[tuple[str, str, str, str, dict[str, Any], int]]:
-        """Due deliveries, leased (next attempt pushed out) so a slow send is not picked up twice."""
+        """Due deliveries, leased (next attempt pushed out) so a slow send is not picked up twice. A
+        marketing delivery whose customer withdrew consent since it was queued is skipped instead."""
         now = datetime.now(UTC)
         lease = now + timedelta(seconds=self.timeout_s + 5)
         with unit_of_work(self._sessions) as session:
             due = repository.due_deliveries(session, now, limit)
             claimed = []
             for delivery, subscription in due:
+                if (
+                    subscription.purpose == "marketing"
+                    and delivery.event_type != EventTypeName.CUSTOMER_ERASED
+                ):
+                    refusal = marketing_refusal_of(
+                        session, delivery.customer_id, needs_opt_in=self.marketing_needs_opt_in
+                    )
+                    if refusal is not None:
+                        repository.skip_pending_delivery(session, delivery.id, refusal)
+                        continue
                 repository.record_attempt(session, delivery.id, {"next_attempt_at": lease})
                 claimed.append(
                     (
