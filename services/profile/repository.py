@@ -85,18 +85,30 @@ _ID_AT = CUSTOMER_COLUMNS.index("id")
 def _sqlite_datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is not None:  # naive values are UTC already (as UTCDateTime reads them)
-        if value.utcoffset():
-            value = value.astimezone(UTC)
-        value = value.replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
+    text = value.isoformat(" ", "microseconds")
+    if len(text) == 26:  # naive: UTC already (as UTCDateTime reads it)
+        return text
+    if text.endswith("+00:00"):
+        return text[:26]
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _sqlite_values(columns: Sequence[str], row: dict[str, Any]) -> list[Any]:
-    return [
-        _sqlite_datetime(row[c]) if c in _DATETIME else json.dumps(row[c]) if c in _JSON else row[c]
-        for c in columns
-    ]
+def _sqlite_values(columns: Sequence[str], row: dict[str, Any], stamps: dict[int, str | None]) -> list[Any]:
+    """``stamps``: the text of each datetime object already converted for this statement (by id: the
+    rows hold the objects while it is built). A batch writes the same clock reading into every row."""
+    values = []
+    for name in columns:
+        value = row[name]
+        if name in _DATETIME:
+            if value is not None:
+                key = id(value)
+                if key not in stamps:
+                    stamps[key] = _sqlite_datetime(value)
+                value = stamps[key]
+        elif name in _JSON:
+            value = "{}" if value == {} else json.dumps(value)
+        values.append(value)
+    return values
 
 
 def _sqlite_load_customers(session: Session, wanted: list[str]) -> dict[str, dict[str, Any]]:
@@ -119,14 +131,16 @@ def _sqlite_load_customers(session: Session, wanted: list[str]) -> dict[str, dic
 
 def _sqlite_insert_customers(session: Session, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     sql = f"INSERT INTO profile_customers ({', '.join(columns)}) VALUES ({', '.join(['?'] * len(columns))})"
-    session.connection().exec_driver_sql(sql, [tuple(_sqlite_values(columns, r)) for r in rows])
+    stamps: dict[int, str | None] = {}
+    session.connection().exec_driver_sql(sql, [tuple(_sqlite_values(columns, r, stamps)) for r in rows])
 
 
 def _sqlite_update_customers(session: Session, groups: dict[tuple[str, ...], list[dict[str, Any]]]) -> None:
     connection = session.connection()
     for columns, group in groups.items():
         sql = f"UPDATE profile_customers SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
-        connection.exec_driver_sql(sql, [(*_sqlite_values(columns, r), r["id"]) for r in group])
+        stamps: dict[int, str | None] = {}
+        connection.exec_driver_sql(sql, [(*_sqlite_values(columns, r, stamps), r["id"]) for r in group])
 
 
 # --- customers ---------------------------------------------------------------------------------
