@@ -11,20 +11,22 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from services.fleet import SERVICE_PORTS, Fleet
+from services.fleet import SERVICE_PORTS, DemoLoad, Fleet
 from shared.contracts import Topic
 from shared.datasets import cdnow_transactions
 from shared.kafka import EventPublisher, ensure_topics
-from shared.replay import ReplayEvent, cdnow_events, movielens_events, replay
+from shared.replay import ReplayEvent, cdnow_events, movielens_catalog_events, movielens_events, replay
 from shared.settings import KafkaSettings
 
 
@@ -146,15 +148,25 @@ def cdnow_customers_slice(start: int, stop: int) -> list[str]:
     return sorted({t.customer_id for t in cdnow_transactions(True)})[start:stop]
 
 
-def demo_events() -> list[ReplayEvent]:
-    """A slice of the real demo data: the first MovieLens users (all their ratings) and CDNOW customers."""
+def demo_events(now: datetime) -> list[ReplayEvent]:
+    """A slice of the real demo data as `crm up` loads it: the MovieLens catalog, then the first MovieLens
+    users (all their ratings) and CDNOW customers, each data set shifted to end at ``now``."""
     users = movielens_users_slice(1, DEMO_MOVIELENS_USERS + 1)
     customers = cdnow_customers_slice(0, DEMO_CDNOW_CUSTOMERS)
-    return [*movielens_events(users=users), *cdnow_events(sample=True, customers=customers)]
+    return [
+        *movielens_catalog_events(now=now),
+        *movielens_events(users=users, now=now),
+        *cdnow_events(sample=True, customers=customers, now=now),
+    ]
+
+
+def fit_demo_models(running: RunningFleet) -> None:
+    """What `crm up` does once the demo is applied: the profile's CLV and RFM clusters, the recommender."""
+    DemoLoad(running.fleet, rate=0.0, stop=threading.Event(), progress=False, timeout_s=300).fit()
 
 
 def load_demo(running: RunningFleet, events: Iterable[ReplayEvent]) -> int:
-    ensure_topics(KafkaSettings(bootstrap=running.bootstrap), [Topic.INTERACTIONS])
+    ensure_topics(KafkaSettings(bootstrap=running.bootstrap), [Topic.INTERACTIONS, Topic.ITEM_UPDATED])
     publisher = running.publisher()
     try:
         return replay(events, publisher, progress=False)
@@ -182,16 +194,6 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(interval_s)
-
-
-def recsys_serves_a_model(running: RunningFleet) -> bool:
-    """The recommender trained its first model on the demo data (before it, it serves popularity)."""
-    models = httpx.get(f"{running.url_of('recsys')}/models", headers=running.internal_headers(), timeout=5)
-    return (
-        models.status_code == 200
-        and models.json()["serving"] != "popularity"
-        and not models.json()["training"]
-    )
 
 
 def lag_is_zero(running: RunningFleet) -> bool:

