@@ -8,7 +8,10 @@
 2. Freshness: the service runs under uvicorn with its consumer; events are published at 1,000/s and
    every 50th is a probe for a new customer; p50/p99 of publish -> visible via GET /customers/{id}.
 
-    .venv/bin/python bench/profile_ingest.py [--limit N] [--skip-postgres]
+    .venv/bin/python bench/profile_ingest.py [--limit N] [--skip-postgres] [--steps]
+
+``--steps`` also prints the consumer thread's CPU per event in each step of a batch (``time.thread_time``
+around each, so other processes on a shared machine count less than in the per-CPU-second rate).
 
 Writes bench/results/profile_ingest.json (sqlite_events_per_s, postgres_events_per_s, freshness_p99_ms, ...).
 """
@@ -16,6 +19,7 @@ Writes bench/results/profile_ingest.json (sqlite_events_per_s, postgres_events_p
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -32,11 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import kafka
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import text
 
+from services.profile import repository
+from services.profile import service as profile_service
 from services.profile.consumers import INTERACTION_EVENT_TYPES, interactions_handler
 from services.profile.db import migrate
 from services.profile.pii import PiiVault
@@ -57,6 +64,37 @@ PROBE_EVERY = 50  # every 50th event is a probe (a new customer)
 POLL_OLDEST = 2
 POLL_INTERVAL_S = 0.02
 POSTGRES_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+STEPS = [  # (owner, attribute, key in the results, label)
+    (kafka.KafkaConsumer, "poll", "poll", "poll (kafka-python fetch)"),
+    (EventConsumer, "process", "process", "whole poll: parse, apply, commit"),
+    (EventLedger, "claim", "ledger_claim", "  ledger claim"),
+    (profile_service.ProfileService, "apply_interactions", "apply", "  apply (resolve, aggregate, write)"),
+    (profile_service._Batch, "_load", "load", "    load profiles and identifiers"),
+    (profile_service._Batch, "_flush", "write", "    write the batch"),
+    (repository, "update_customers", "update_profiles", "      update profiles"),
+    (repository, "insert_customers", "insert_profiles", "      insert profiles"),
+    (repository, "insert_timeline", "insert_timeline", "      insert timeline rows"),
+    (profile_service.ProfileService, "publish", "publish", "  publish resolved events (acked)"),
+    (EventConsumer, "commit", "offset_commit", "  offset commit"),
+]
+STEP_CPU: dict[str, float] = defaultdict(float)
+
+
+def time_steps() -> None:
+    """Wrap each step of the consumer's batch with a thread-CPU timer (``--steps``)."""
+    for owner, name, key, _label in STEPS:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, _original: Any = original, _key: str = key, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                STEP_CPU[_key] += time.thread_time() - started
+
+        setattr(owner, name, functools.wraps(original)(timed))
 
 
 def expected_counts(limit: int | None) -> dict[str, tuple[int, float]]:
@@ -269,6 +307,9 @@ def main() -> None:
     parser.add_argument("--fresh-seconds", type=float, default=30.0)
     parser.add_argument("--fresh-rate", type=float, default=1000.0)
     parser.add_argument(
+        "--steps", action="store_true", help="Print the consumer's CPU per event in each step."
+    )
+    parser.add_argument(
         "--fresh-only",
         action="store_true",
         help="Only the freshness part; updates its keys in the results file.",
@@ -321,6 +362,8 @@ def main() -> None:
             assert n_source == len(events), (n_source, len(events))
             results["source_revenue"] = round(revenue_source, 2)
 
+        if args.steps:
+            time_steps()
         tune_garbage_collection()  # as the service does once started (ServiceRuntime.start)
         targets = [("sqlite", None)]
         if not args.skip_postgres:
@@ -354,6 +397,13 @@ def main() -> None:
                 results[f"{label}_mismatched_customers"] = mismatched
                 results[f"{label}_revenue"] = round(sum(v[1] for v in got.values()), 2)
                 print(f"  {label}: {rate:,.0f} events/s, {len(got):,} customers, {mismatched} mismatched")
+                if args.steps:
+                    print(f"  {label}, consumer thread CPU per event:")
+                    for _owner, _name, key, step in STEPS:
+                        per_event = STEP_CPU[key] / info["applied"] * 1e6
+                        print(f"    {step:<42}{per_event:8.2f} us")
+                        results[f"{label}_step_us_{key}"] = round(per_event, 2)
+                    STEP_CPU.clear()
             results["events"] = len(events)
             print(f"freshness at {args.fresh_rate:.0f} events/s for {args.fresh_seconds:.0f} s ...")
             latencies = freshness(kafka, f"{tmp}/fresh", args.fresh_seconds, args.fresh_rate)
