@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.replay import movielens_catalog_events, replay
-from tests.console.support import CUSTOMER, EMAIL, HOSTILE, NAME, OLD_TIME, chromium_path, sign_in
+from tests.console.support import CUSTOMER, EMAIL, HOSTILE, NAME, chromium_path, sign_in
 from tests.fleet_support import RunningFleet, wait_until
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extras")
@@ -16,28 +15,19 @@ playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright 
 
 @pytest.fixture(scope="session")
 def console_fleet(real_fleet: RunningFleet) -> RunningFleet:
-    """The session fleet with what the console tests look at: item names (the real MovieLens catalog),
-    an email and a name for one demo customer, and a hostile review of theirs."""
-    publisher = real_fleet.publisher()
-    try:
-        replay(movielens_catalog_events(), publisher, progress=False)
-    finally:
-        publisher.close()
+    """The session fleet (demo data with the MovieLens catalog, so items have names) with an email and a
+    name for one demo customer, and a hostile review of theirs."""
     with real_fleet.client() as client:
         sent = client.post(
             "/v1/events",
             json=[
-                # Dated just after the customer's last demo rating, so their churn risk (and its
-                # next-best-action) stays what the demo data gives.
                 {
                     "type": "identify",
-                    "time": OLD_TIME,
                     "customer": {"customer_id": CUSTOMER, "email": EMAIL},
                     "traits": {"name": NAME},
                 },
                 {
                     "type": "review",
-                    "time": OLD_TIME,
                     "customer": {"customer_id": CUSTOMER},
                     "text": HOSTILE,
                     "stars": 1,

@@ -19,7 +19,6 @@ TABLET = {"width": 820, "height": 1180}
 CUSTOMER = "ml-1"
 EMAIL = "ada.console@example.com"
 NAME = "Ada Lovelace"
-OLD_TIME = "1998-03-14T10:00:00+00:00"
 HOSTILE = '<script>window.hacked = true</script><img src=x onerror="window.hacked=true"> broke on day one'
 
 
