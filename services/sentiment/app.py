@@ -110,18 +110,19 @@ def create_app(settings: SentimentSettings | None = None) -> FastAPI:
                 app.state.engine = loaded
                 app.state.model_status = "ready"
                 app.state.readiness_info = lambda: {"models": loaded.served()}
+                # A fine-tune finishing in the background (`crm sentiment train`) is served only once it
+                # beats the served model on validation data; looked for every model_poll_s.
+                upgrader = app.state.upgrader = EnglishUpgrader(
+                    loaded, settings, on_switch=name_served_models
+                )
                 runtime.start(app)
                 name_served_models(loaded)
             except Exception as exc:
                 app.state.model_status = f"failed: {type(exc).__name__}: {exc}"
                 log.exception("sentiment_model_failed")
                 return
-            # A fine-tune finishing in the background (`crm sentiment train`) is served only once it
-            # beats the served model on validation data; checked every model_poll_s.
-            upgrader = EnglishUpgrader(loaded, settings)
             while settings.model_poll_s and not stopping.wait(settings.model_poll_s):
-                if upgrader.check():
-                    name_served_models(loaded)
+                upgrader.check()
 
         thread = threading.Thread(target=prepare, name="sentiment-prepare", daemon=True)
         thread.start()

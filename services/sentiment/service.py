@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,9 +251,15 @@ class EnglishUpgrader:
     """Switches the engine's English model to a better one found under ``data_dir/models``: only one that
     beats the served model's validation standing (:func:`validation_standing`), never a pinned one."""
 
-    def __init__(self, engine: SentimentEngine, settings: SentimentSettings) -> None:
+    def __init__(
+        self,
+        engine: SentimentEngine,
+        settings: SentimentSettings,
+        on_switch: Callable[[SentimentEngine], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.on_switch = on_switch  # e.g. the app renaming its readiness check after the served versions
         self.failed: set[str] = set()  # versions that would not load; not tried again
 
     def check(self) -> bool:
@@ -274,6 +280,8 @@ class EnglishUpgrader:
             log.exception("english_model_switch_failed", candidate=best.name)
             return False
         self.engine.english = model  # one reference swap: a batch in flight finishes on the old model
+        if self.on_switch is not None:
+            self.on_switch(self.engine)
         log.info(
             "english_model_switched",
             served=model.version,

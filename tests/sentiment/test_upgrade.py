@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from services.sentiment.app import create_app
 from services.sentiment.model import KIND_FROZEN, KIND_FROZEN_ENSEMBLE, list_models, read_metadata
 from services.sentiment.progress import read_progress
-from services.sentiment.service import EnglishUpgrader, validation_accuracy
+from services.sentiment.service import validation_accuracy
 from services.sentiment.settings import SentimentSettings
 
 from .test_api import wait_ready
@@ -40,7 +40,7 @@ def settings_for(data_dir: Path, tmp_path: Path) -> SentimentSettings:
         database_url=f"sqlite:///{tmp_path}/sentiment.db",
         consume_events=False,
         cpu_backend="int8",
-        model_poll_s=0,  # the test calls the upgrader's check itself
+        model_poll_s=0,  # no polling thread: the test calls the app's upgrader itself
         max_wait_ms=2,
     )
 
@@ -78,7 +78,7 @@ def test_a_background_fine_tune_that_ends_worse_on_validation_does_not_replace_t
         assert "training in the background (pid" in started.stdout
         pid = int(started.stdout.split("(pid ")[1].split(")")[0])
         progress = wait_for_the_run(upgrade_data_dir, pid)
-        switched = EnglishUpgrader(client.app.state.engine, settings).check()  # type: ignore[attr-defined]
+        switched = client.app.state.upgrader.check()  # type: ignore[attr-defined]
         after = client.get("/sentiment/models").json()
         labelled = client.post("/sentiment", json={"texts": ["Loved it."]}).json()["results"][0]
 
@@ -108,7 +108,7 @@ def test_a_model_that_beats_the_served_one_on_validation_replaces_it_while_servi
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         before = client.get("/sentiment/models").json()["models"][0]
-        upgrader = EnglishUpgrader(client.app.state.engine, settings)  # type: ignore[attr-defined]
+        upgrader = client.app.state.upgrader  # type: ignore[attr-defined]
         unchanged = upgrader.check()
         shutil.move(aside, ensemble)
         switched = upgrader.check()
@@ -130,7 +130,7 @@ def test_a_pinned_model_is_never_switched(upgrade_data_dir: Path, tmp_path: Path
     settings = settings_for(upgrade_data_dir, tmp_path).model_copy(update={"model_version": network.name})
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
-        switched = EnglishUpgrader(client.app.state.engine, settings).check()  # type: ignore[attr-defined]
+        switched = client.app.state.upgrader.check()  # type: ignore[attr-defined]
         served = client.get("/sentiment/models").json()["models"][0]["model_version"]
 
     assert (switched, served) == (False, network.name)
