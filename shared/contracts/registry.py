@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from shared.contracts import events as ev
 from shared.contracts.catalog import ItemUpdated
+from shared.contracts.support import SupportTriaged
 
 
 class Topic(StrEnum):
@@ -27,6 +28,7 @@ class Topic(StrEnum):
     RECOMMENDATION_REACTION = "crm.recommendation.reaction.v1"
     ACTION_REACTION = "crm.action.reaction.v1"
     ITEM_UPDATED = "crm.catalog.item_updated.v1"
+    SUPPORT_TRIAGED = "crm.support.triaged.v1"
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -61,6 +63,7 @@ class EventTypeName(StrEnum):
     RECOMMENDATION_REACTION = "crm.recommendation_reaction.v1"
     NEXT_BEST_ACTION_REACTION = "crm.next_best_action_reaction.v1"
     ITEM_UPDATED = "crm.item_updated.v1"
+    SUPPORT_TRIAGED = "crm.support_triaged.v1"
 
 
 T = EventTypeName
@@ -127,6 +130,12 @@ EVENT_TYPES: dict[str, EventType] = {
             Topic.ITEM_UPDATED,
             "An item of the catalog: its name and categories.",
         ),
+        EventType(
+            T.SUPPORT_TRIAGED,
+            SupportTriaged,
+            Topic.SUPPORT_TRIAGED,
+            "A support message was triaged: intent, urgency, queue, escalation.",
+        ),
     )
 }
 
@@ -152,22 +161,28 @@ TOPICS: dict[Topic, TopicInfo] = {
     Topic.INTERACTIONS_RESOLVED: TopicInfo(
         "The same interactions after identity resolution: `subject` is the canonical customer id, key too.",
         ("profile",),
-        ("recsys", "sentiment", "churn", "gateway"),
+        ("recsys", "sentiment", "churn", "support", "gateway"),
     ),
     Topic.SENTIMENT_SCORED: TopicInfo(
-        "Sentiment of every review and support message.", ("sentiment",), ("profile", "churn", "gateway")
+        "Sentiment of every review and support message.",
+        ("sentiment",),
+        ("profile", "churn", "support", "gateway"),
     ),
-    Topic.CHURN_RISK_CHANGED: TopicInfo("Churn risk band changes.", ("churn",), ("profile", "gateway")),
+    Topic.CHURN_RISK_CHANGED: TopicInfo(
+        "Churn risk band changes.", ("churn",), ("profile", "support", "gateway")
+    ),
     Topic.SEGMENT_MEMBERSHIP_CHANGED: TopicInfo(
         "Segment entries and exits.", ("profile",), ("churn", "recsys", "gateway")
     ),
     Topic.CUSTOMER_MERGED: TopicInfo(
-        "Profile merges and their undo.", ("profile",), ("recsys", "sentiment", "churn", "gateway")
+        "Profile merges and their undo.",
+        ("profile",),
+        ("recsys", "sentiment", "churn", "support", "gateway"),
     ),
     Topic.CUSTOMER_ERASED: TopicInfo(
         "Right-to-erasure requests already applied by the profile service.",
         ("profile",),
-        ("recsys", "sentiment", "churn", "gateway"),
+        ("recsys", "sentiment", "churn", "support", "gateway"),
     ),
     Topic.RECOMMENDATION_REACTION: TopicInfo(
         "Impressions and clicks on recommendations.", ("gateway",), ("recsys", "gateway")
@@ -176,8 +191,13 @@ TOPICS: dict[Topic, TopicInfo] = {
     Topic.ITEM_UPDATED: TopicInfo(
         "The item catalog: names and categories, shown wherever an item is. Key: the item id.",
         ("external systems", "crm replay"),
-        ("recsys",),
+        ("recsys", "support"),
         key="item id",
+    ),
+    Topic.SUPPORT_TRIAGED: TopicInfo(
+        "Every support message after triage: intent, urgency, queue, escalation, entities.",
+        ("support",),
+        ("churn",),
     ),
 }
 
