@@ -44,6 +44,7 @@ SERVICE_PORTS: dict[str, int] = {
     "recsys": 8002,
     "sentiment": 8003,
     "churn": 8004,
+    "support": 8005,
     "gateway": 8000,
 }
 PACKAGE_DIR = Path(__file__).resolve().parent

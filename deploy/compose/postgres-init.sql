@@ -4,3 +4,4 @@ CREATE DATABASE crm_profile;
 CREATE DATABASE crm_recsys;
 CREATE DATABASE crm_sentiment;
 CREATE DATABASE crm_churn;
+CREATE DATABASE crm_support;

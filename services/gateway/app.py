@@ -27,6 +27,7 @@ from services.gateway.schemas import SimpleEvent
 from services.gateway.security import GatewayKeyStore, RateLimiter
 from services.gateway.service import Customer360Reader
 from services.gateway.settings import GatewaySettings, get_settings
+from services.gateway.support_routes import router as support_router
 from services.gateway.webhooks import (
     WEBHOOK_EVENT_TYPES,
     WEBHOOK_TOPICS,
@@ -201,6 +202,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.include_router(router)
+    app.include_router(support_router)
     mount_console(app, app.state.settings.kafka)
     c360_route = next(
         r

@@ -36,6 +36,7 @@ class GatewaySettings(ServiceSettings):
     recsys_url: str = "http://127.0.0.1:8002"
     sentiment_url: str = "http://127.0.0.1:8003"
     churn_url: str = "http://127.0.0.1:8004"
+    support_url: str = "http://127.0.0.1:8005"
     downstream_timeout_s: float = Field(default=2.0, gt=0, description="Per-call timeout to a downstream.")
     c360_timeout_s: float = Field(
         default=0.8, gt=0, description="Per-call timeout of the 360's fan-out (a slow part is left out)."
@@ -103,6 +104,7 @@ class GatewaySettings(ServiceSettings):
             "recsys": self.recsys_url,
             "sentiment": self.sentiment_url,
             "churn": self.churn_url,
+            "support": self.support_url,
         }
 
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S_BASE = DEPLOY / "k8s" / "base"
 OVERLAYS = DEPLOY / "k8s" / "overlays"
-SERVICES = ("gateway", "profile", "recsys", "sentiment", "churn")
+SERVICES = ("gateway", "profile", "recsys", "sentiment", "churn", "support")
 PORT = 8000
 
 # PromQL words that are not metric names (functions, aggregations, keywords).
