@@ -137,15 +137,16 @@ class IntentClassifier:
         return {space: self.encoders.encoder(space)(texts) for space in self.encoders.spaces}
 
     def fit(self, examples: Sequence[LabelledText], out_of_scope: Sequence[str] = ()) -> IntentClassifier:
-        texts = [e.text for e in examples]
-        labels = [e.intent for e in examples]
+        """Out-of-scope messages are learnt as one more class, ``unknown``; on top of it, a message whose
+        calibrated confidence is under its space's threshold is ``unknown`` too."""
+        texts = [e.text for e in examples] + list(out_of_scope)
+        labels = [e.intent for e in examples] + [UNKNOWN] * len(out_of_scope)
         vectors = self._vectors(texts)
-        oos_vectors = self._vectors(list(out_of_scope)) if out_of_scope else None
         # One BLAS thread: these small lbfgs fits were 20x slower with a thread pool on a busy 2-core machine.
         with threadpool_limits(limits=1):
             self.model = _Ensemble(self.config).fit(texts, vectors, labels)
-            self.intents = self.model.classes
-            self._calibrate(texts, vectors, labels, list(out_of_scope), oos_vectors)
+            self.intents = [c for c in self.model.classes if c != UNKNOWN]
+            self._calibrate(texts, vectors, labels)
         return self
 
     def _raw(
@@ -163,22 +164,17 @@ class IntentClassifier:
             proba[rows], nearest[rows] = model.scores(subset, matrix, space)
         return proba, nearest
 
-    def _calibrate(
-        self,
-        texts: list[str],
-        vectors: dict[str, np.ndarray],
-        labels: list[str],
-        oos: list[str],
-        oos_vectors: dict[str, np.ndarray] | None,
-    ) -> None:
+    def _calibrate(self, texts: list[str], vectors: dict[str, np.ndarray], labels: list[str]) -> None:
+        """Out-of-fold predictions of every example: a logistic calibration of "the answer is right" per
+        embedding space, and the threshold that maximises in-scope accuracy and out-of-scope recall."""
+        self.calibration, self.thresholds = {}, {}
         counts = {label: labels.count(label) for label in set(labels)}
         folds = min(self.config.folds, min(counts.values()))
-        self.calibration, self.thresholds = {}, {}
         if folds < 2 or len(counts) < 2:
             return
         features = np.zeros((len(texts), 3))
-        correct = np.zeros(len(texts))
-        label_array = np.array(labels)
+        predicted = np.empty(len(texts), dtype=object)
+        label_array = np.array(labels, dtype=object)
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
         for train, held in splitter.split(texts, labels):
             fold = _Ensemble(self.config).fit(
@@ -188,32 +184,26 @@ class IntentClassifier:
                 fold, [texts[i] for i in held], {s: v[held] for s, v in vectors.items()}
             )
             features[held] = _confidence_features(proba, nearest)
-            correct[held] = np.array(fold.classes)[proba.argmax(axis=1)] == label_array[held]
-        oos_features = np.zeros((0, 3))
-        if oos:
-            assert self.model is not None
-            oos_features = _confidence_features(*self._raw(self.model, oos, oos_vectors))
-        # One calibration per embedding space: cosine similarities of e5 and MiniLM live on different scales.
-        self.calibration, self.thresholds = {}, {}
-        in_space = np.array([self.encoders.space_of(detect_language(t)) for t in texts])
-        oos_space = np.array([self.encoders.space_of(detect_language(t)) for t in oos])
+            predicted[held] = np.array(fold.classes, dtype=object)[proba.argmax(axis=1)]
+        correct = (predicted == label_array).astype(float)
+        space_of_text = np.array([self.encoders.space_of(detect_language(t)) for t in texts])
         for space in self.encoders.spaces:
-            fi, ci = features[in_space == space], correct[in_space == space]
-            fo = oos_features[oos_space == space] if len(oos) else np.zeros((0, 3))
-            y = np.concatenate([ci, np.zeros(len(fo))])
-            if len(fi) == 0 or len(set(y.tolist())) < 2:
+            mask = space_of_text == space
+            if not mask.any() or len(set(correct[mask].tolist())) < 2:
                 continue
-            model = LogisticRegression(C=1.0, max_iter=1000).fit(np.vstack([fi, fo]), y)
+            model = LogisticRegression(C=1.0, max_iter=1000).fit(features[mask], correct[mask])
             self.calibration[space] = model
             self.thresholds[space] = self._choose_threshold(
-                model.predict_proba(fi)[:, 1], ci, model.predict_proba(fo)[:, 1] if len(fo) else np.zeros(0)
+                model.predict_proba(features[mask])[:, 1], predicted[mask], label_array[mask]
             )
 
-    def _choose_threshold(self, conf_in: np.ndarray, correct: np.ndarray, conf_oos: np.ndarray) -> float:
-        best, best_score = self.config.fallback_threshold, -1.0
-        for candidate in np.unique(np.concatenate([conf_in, conf_oos])):
-            in_acc = float(np.mean((conf_in >= candidate) & (correct == 1)))
-            oos_recall = float(np.mean(conf_oos < candidate)) if len(conf_oos) else 1.0
+    def _choose_threshold(self, confidence: np.ndarray, predicted: np.ndarray, labels: np.ndarray) -> float:
+        in_scope = labels != UNKNOWN
+        best, best_score = 0.0, -1.0
+        for candidate in np.unique(np.concatenate([confidence, [0.0]])):
+            final = np.where((predicted != UNKNOWN) & (confidence >= candidate), predicted, UNKNOWN)
+            in_acc = float(np.mean(final[in_scope] == labels[in_scope])) if in_scope.any() else 1.0
+            oos_recall = float(np.mean(final[~in_scope] == UNKNOWN)) if (~in_scope).any() else 1.0
             score = (1 - self.config.oos_weight) * in_acc + self.config.oos_weight * oos_recall
             if score > best_score + 1e-9:
                 best, best_score = float(candidate), score
@@ -239,14 +229,16 @@ class IntentClassifier:
                 else float(row.max())
             )
             threshold = self.thresholds.get(space, self.config.fallback_threshold)
-            order = np.argsort(-row)[:3]
-            best = self.intents[int(order[0])]
+            classes = self.model.classes
+            order = [int(j) for j in np.argsort(-row)]
+            top = classes[order[0]]
+            best = next(classes[j] for j in order if classes[j] != UNKNOWN)
             out.append(
                 IntentPrediction(
-                    intent=best if conf >= threshold else UNKNOWN,
+                    intent=top if top != UNKNOWN and conf >= threshold else UNKNOWN,
                     confidence=conf,
                     top_intent=best,
-                    alternatives=[(self.intents[int(j)], float(row[j])) for j in order],
+                    alternatives=[(classes[j], float(row[j])) for j in order[:3]],
                 )
             )
         return out
@@ -269,30 +261,35 @@ class TfidfBaseline:
         self.threshold = 0.0
 
     def fit(self, examples: Sequence[LabelledText], out_of_scope: Sequence[str] = ()) -> TfidfBaseline:
-        texts = [e.text for e in examples]
-        labels = [e.intent for e in examples]
-        self.pipeline.fit(texts, labels)
-        if out_of_scope:
+        """Given the same out-of-scope messages as the model: as a class, and for its threshold."""
+        texts = [e.text for e in examples] + list(out_of_scope)
+        labels = [e.intent for e in examples] + [UNKNOWN] * len(out_of_scope)
+        with threadpool_limits(limits=1):
+            self.pipeline.fit(texts, labels)
+            folds = min(3, min(labels.count(x) for x in set(labels)))
+            if folds < 2:
+                return self
             from sklearn.model_selection import cross_val_predict
 
-            folds = min(5, min(labels.count(x) for x in set(labels)))
             proba = cross_val_predict(self.pipeline, texts, labels, cv=folds, method="predict_proba")
-            classes = np.array(sorted(set(labels)))
-            correct = classes[proba.argmax(axis=1)] == np.array(labels)
-            top_in = proba.max(axis=1)
-            top_oos = self.pipeline.predict_proba(list(out_of_scope)).max(axis=1)
-            best, best_score = 0.0, -1.0
-            for t in np.unique(np.concatenate([top_in, top_oos, [0.0]])):
-                score = (np.mean((top_in >= t) & correct) + np.mean(top_oos < t)) / 2
-                if score > best_score:
-                    best, best_score = float(t), float(score)
-            self.threshold = best
+        classes = np.array(sorted(set(labels)), dtype=object)
+        predicted = classes[proba.argmax(axis=1)]
+        truth = np.array(labels, dtype=object)
+        in_scope = truth != UNKNOWN
+        best, best_score = 0.0, -1.0
+        for t in np.unique(np.concatenate([proba.max(axis=1), [0.0]])):
+            final = np.where((predicted != UNKNOWN) & (proba.max(axis=1) >= t), predicted, UNKNOWN)
+            oos = float(np.mean(final[~in_scope] == UNKNOWN)) if (~in_scope).any() else 1.0
+            score = (float(np.mean(final[in_scope] == truth[in_scope])) + oos) / 2
+            if score > best_score + 1e-9:
+                best, best_score = float(t), score
+        self.threshold = best
         return self
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         proba = self.pipeline.predict_proba(list(texts))
         classes = self.pipeline.classes_
         return [
-            str(classes[i]) if p[i] >= self.threshold else UNKNOWN
+            str(classes[i]) if p[i] >= self.threshold and classes[i] != UNKNOWN else UNKNOWN
             for p, i in zip(proba, proba.argmax(1), strict=True)
         ]
