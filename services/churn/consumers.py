@@ -17,6 +17,7 @@ EVENT_TYPES: frozenset[str] = INTERACTION_TYPES | {
     EventTypeName.CUSTOMER_MERGED,
     EventTypeName.SEGMENT_MEMBERSHIP_CHANGED,
     EventTypeName.NEXT_BEST_ACTION_REACTION,
+    EventTypeName.SUPPORT_TRIAGED,
 }
 
 
@@ -29,6 +30,7 @@ def topics(settings: ChurnSettings) -> list[str]:
         Topic.CUSTOMER_MERGED,
         Topic.SEGMENT_MEMBERSHIP_CHANGED,
         Topic.ACTION_REACTION,
+        Topic.SUPPORT_TRIAGED,
     )
     return [settings.topic(t) for t in names]
 

@@ -121,3 +121,14 @@ class ReactionRow(Base):
     action: Mapped[str] = mapped_column(String(100))
     reaction: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class SupportSignalRow(Base):
+    """A triaged support message (crm.support_triaged.v1): its intent and when, for the support reasons."""
+
+    __tablename__ = "churn_support_signals"
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    intent: Mapped[str] = mapped_column(String(100))
+    time: Mapped[float] = mapped_column(Float)

@@ -19,8 +19,10 @@ from services.churn.models import (
     RuleRow,
     ScoreRow,
     SegmentRow,
+    SupportSignalRow,
     TraitRow,
 )
+from services.churn.support_signals import SupportSignal
 
 AS_OF_KEY = "latest_event_time"
 
@@ -221,7 +223,7 @@ def erase_customer(session: Session, customer_id: str) -> None:
                 or_(origin_table.customer_id == customer_id, origin_table.origin_customer_id == customer_id)
             )
         )
-    for table in (ScoreRow, SegmentRow, TraitRow, ReactionRow):
+    for table in (ScoreRow, SegmentRow, TraitRow, ReactionRow, SupportSignalRow):
         session.execute(delete(table).where(table.customer_id == customer_id))
 
 
@@ -236,6 +238,11 @@ def merge_customers(session: Session, survivor_id: str, merged_id: str) -> None:
         session.delete(row)
     session.execute(
         update(ReactionRow).where(ReactionRow.customer_id == merged_id).values(customer_id=survivor_id)
+    )
+    session.execute(
+        update(SupportSignalRow)
+        .where(SupportSignalRow.customer_id == merged_id)
+        .values(customer_id=survivor_id)
     )
 
 
@@ -286,4 +293,19 @@ def reaction_counts(session: Session) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for rule_id, reaction, count in rows:
         out.setdefault(rule_id, {"accepted": 0, "rejected": 0, "ignored": 0})[reaction] = int(count)
+    return out
+
+
+def add_support_signal(session: Session, event_id: str, customer_id: str, intent: str, time: float) -> None:
+    if session.get(SupportSignalRow, event_id) is None:
+        session.add(SupportSignalRow(event_id=event_id, customer_id=customer_id, intent=intent, time=time))
+
+
+def support_signals(session: Session, customers: Iterable[str]) -> dict[str, list[SupportSignal]]:
+    out: dict[str, list[SupportSignal]] = {}
+    ids = list(customers)
+    if not ids:
+        return out
+    for row in session.scalars(select(SupportSignalRow).where(SupportSignalRow.customer_id.in_(ids))):
+        out.setdefault(row.customer_id, []).append(SupportSignal(row.intent, row.time))
     return out

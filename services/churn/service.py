@@ -20,9 +20,11 @@ from services.churn.features import KIND_OF_EVENT_TYPE, Activity, Kind, customer
 from services.churn.model import ChurnModel, Reason
 from services.churn.models import RuleRow
 from services.churn.settings import ChurnSettings
+from services.churn.support_signals import support_reasons
 from shared.consent import MARKETING, ConsentDecision, marketing_refusal
 from shared.contracts import CloudEvent, EventTypeName, Topic, stable_event_id
 from shared.contracts import events as ev
+from shared.contracts.support import SupportTriaged
 from shared.db import forget_erased_data
 from shared.errors import InvalidRequest, NotFound, NotReady
 from shared.kafka import EventPublisher, InboundEvent
@@ -245,10 +247,27 @@ class ChurnService:
                 band=self.band(model.base_rate), raw_score=None, base_value=None, reasons=[], features={},
                 value=None, value_source=None, sentiment=None, model_version=model.version, as_of=as_of,
             )  # fmt: skip
+        self._add_support_reasons(session, {customer_id: scored}, as_of)
         recent = repo.recent_probabilities(session, customer_id)
         scored.trend = self.trend(scored.probability, recent)
         scored.next_best_action = self.next_best_action(session, scored)
         return scored
+
+    def _add_support_reasons(self, session: Session, scored: Mapping[str, Scored], as_of: float) -> None:
+        """Support signals (crm.support_triaged.v1) push the raw score after the model, each as a reason."""
+        signals = repo.support_signals(session, scored)
+        if not signals:
+            return
+        model = self.holder.require()
+        for customer, rows in signals.items():
+            current = scored.get(customer)
+            extra = support_reasons(rows, as_of)
+            if current is None or current.raw_score is None or not extra:
+                continue
+            current.raw_score += sum(r.weight for r in extra)
+            current.probability = float(model.calibrator(np.array([current.raw_score]))[0])
+            current.band = self.band(current.probability)
+            current.reasons = sorted([*current.reasons, *extra], key=lambda r: -abs(r.weight))
 
     def _clvs(self, session: Session, customers: Sequence[str] | set[str]) -> dict[str, float]:
         """Known CLVs; skips the query while no customer has one (the common case on the hot path)."""
@@ -421,6 +440,11 @@ class ChurnService:
                 pending.append(self._row(customer, event.id, Kind.SENTIMENT, when, 0.0, payload.score))
                 touched.add(customer)
                 trigger[customer] = event.id
+            elif isinstance(payload, SupportTriaged):
+                when = to_days(event.envelope.time)
+                repo.add_support_signal(session, event.id, payload.customer_id, payload.intent, when)
+                touched.add(payload.customer_id)
+                trigger[payload.customer_id] = event.id
             elif kind is not None:
                 subject = event.subject
                 if not subject:
@@ -500,6 +524,7 @@ class ChurnService:
         )
         histories = repo.histories(session, customers)
         scored = self.score_histories(histories, as_of, self._clvs(session, customers))
+        self._add_support_reasons(session, scored, as_of)
         states = repo.score_states(session, customers)
         emissions: list[tuple[str, CloudEvent, str | None]] = []
         upserts: list[dict[str, Any]] = []
