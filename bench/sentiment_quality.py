@@ -33,7 +33,7 @@ import numpy as np
 
 from services.sentiment import data
 from services.sentiment.model import (
-    ENGLISH_ENSEMBLE_KINDS,
+    ENSEMBLE_KINDS,
     KIND_CHINESE,
     KIND_FROZEN_ENSEMBLE,
     KIND_ZH_ENSEMBLE,
@@ -112,9 +112,8 @@ def score_english(settings: SentimentSettings, rows: list[Row], results: dict[st
     served_dir = english_model_dir(settings)
     assert served_dir is not None  # the first-start model exists by now
     served_meta = read_metadata(served_dir)
-    ft_dir = (
-        models_dir / served_meta["network"] if served_meta["kind"] in ENGLISH_ENSEMBLE_KINDS else served_dir
-    )
+    # An ensemble's network (for the first start's ensemble: the frozen network, no fine-tune).
+    ft_dir = models_dir / served_meta["network"] if served_meta["kind"] in ENSEMBLE_KINDS else served_dir
     frozen = load_network(frozen_dir)
     finetuned = load_network(ft_dir) if ft_dir != frozen_dir else None
     served = as_served(settings, served_dir, settings.cpu_backend)

@@ -242,7 +242,7 @@ def train_ensemble(
 def train_first_start(
     data_dir: str | None = typer.Option(None, help="Defaults to CRM_SENTIMENT_DATA_DIR."),
 ) -> None:
-    """Train the quick frozen-MiniLM + logistic-regression model and the Chinese model."""
+    """Train what a first start trains: the English frozen-MiniLM + n-gram ensemble and the Chinese model."""
     from services.sentiment.training import train_chinese
     from services.sentiment.training import train_first_start as first_start
 

@@ -11,7 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.sentiment.app import create_app
-from services.sentiment.model import KIND_ENSEMBLE, KIND_FROZEN, list_models, load_network, read_metadata
+from services.sentiment.model import (
+    KIND_ENSEMBLE,
+    KIND_FROZEN,
+    KIND_FROZEN_ENSEMBLE,
+    list_models,
+    load_network,
+    read_metadata,
+)
 from services.sentiment.service import english_model_dir
 from services.sentiment.settings import SentimentSettings
 from services.sentiment.training import train_ngram_ensemble
@@ -24,10 +31,13 @@ TEXTS = [POSITIVE, NEGATIVE, "It arrived on Tuesday. " * 40 + "Sadly it was brok
 @pytest.fixture(scope="module")
 def ensemble_data_dir(sentiment_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Its own data dir (the shared one must keep serving the first-start model) holding a copy of the
-    first-start model as the ensemble's network (a fine-tune would do the same, only slower to train)."""
+    first-start network as the ensemble's network (a fine-tune would do the same, only slower to train),
+    without the first start's own ensemble (the server would weigh the two on validation data)."""
     data_dir = tmp_path_factory.mktemp("sentiment-ensemble")
     shutil.copytree(
-        sentiment_models_dir / "models", data_dir / "models", ignore=shutil.ignore_patterns("onnx")
+        sentiment_models_dir / "models",
+        data_dir / "models",
+        ignore=shutil.ignore_patterns("onnx", f"{KIND_FROZEN_ENSEMBLE}-*"),
     )
     frozen = list_models(data_dir / "models", KIND_FROZEN)[0]
     train_ngram_ensemble(data_dir, frozen, c_values=(1.0,))
@@ -68,7 +78,7 @@ def test_the_server_serves_the_ensemble_and_says_so(ensemble_data_dir: Path, tmp
         max_wait_ms=2,
     )
     ensemble_dir = list_models(ensemble_data_dir / "models", KIND_ENSEMBLE)[0]
-    assert english_model_dir(settings) == ensemble_dir  # preferred to the older first-start model
+    assert english_model_dir(settings) == ensemble_dir  # better on validation than its network alone
 
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
