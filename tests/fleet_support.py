@@ -63,6 +63,8 @@ TEST_ENVIRONMENT = {
     "CRM_SENTIMENT_ZH_CPU_BACKEND": "torch",
     "CRM_SENTIMENT_THREADS": "1",
     "CRM_SENTIMENT_FIRST_START_CAP": "500",
+    # Support: Chinese text on MiniLM; building e5 (~40 s of CPU) in every session is not what these test.
+    "CRM_SUPPORT_CHINESE_ENCODER": "false",
     "CRM_KAFKA_SESSION_TIMEOUT_MS": "6000",
     "CRM_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
     "CRM_GATEWAY_RATE_LIMIT_PER_S": "100000",

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 
-from services.gateway.router import AdminKey, ReadKey, WriteKey, forward, forward_for_customer
+from services.gateway.router import PROXY_ERRORS, AdminKey, ReadKey, WriteKey, forward, forward_for_customer
 from services.gateway.service import segment_path
 
-router = APIRouter(prefix="/v1/support", tags=["support"])
+router = APIRouter(prefix="/v1/support", tags=["support"], responses=PROXY_ERRORS)
 
 ResourceId = Annotated[str, Path(min_length=1, max_length=200)]
 JsonBody = Annotated[dict[str, Any], Body()]
