@@ -68,6 +68,7 @@ TAGS = [
     {"name": "recommendations", "description": "Recommendations with reasons."},
     {"name": "sentiment", "description": "Sentiment of texts."},
     {"name": "churn", "description": "Churn risk, reasons, next-best-actions."},
+    {"name": "models", "description": "The models each service serves and how well they measure."},
     {"name": "privacy", "description": "Export and erasure (scope privacy:admin)."},
     {"name": "admin", "description": "API keys (scope admin)."},
     {

@@ -28,6 +28,7 @@ from services.gateway.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
     Customer360,
+    FleetModels,
     IngestResponse,
     WebhookCreate,
     WebhookCreated,
@@ -35,7 +36,7 @@ from services.gateway.schemas import (
     WebhookOut,
 )
 from services.gateway.security import GatewayKeyStore
-from services.gateway.service import Customer360Reader, canonical_customer_id, segment_path
+from services.gateway.service import Customer360Reader, canonical_customer_id, fleet_models, segment_path
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks import delivery_out, new_subscription
 from shared.app import request_id_of
@@ -650,6 +651,16 @@ async def analyse_sentiment(
 ) -> Any:
     """Sentiment of texts (English or Chinese): label, score, language, model version per text."""
     return await forward(request, "sentiment", "POST", "/sentiment", json_body=_json_of(body))
+
+
+@router.get("/models", tags=["models"], response_model=FleetModels, responses=AUTH_ERRORS)
+async def models_in_service(request: Request, _key: ReadKey) -> FleetModels:
+    """The models every service serves: versions, offline metrics, click-through, held-out accuracy."""
+    return await fleet_models(
+        request.app.state.downstreams,
+        timeout_s=_settings(request).downstream_timeout_s,
+        request_id=request_id_of(request),
+    )
 
 
 @router.get("/churn/at-risk", tags=["churn"], response_model=AtRiskResponse, responses=PROXY_ERRORS)

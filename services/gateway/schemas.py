@@ -10,9 +10,10 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from services.gateway.examples import C360_EXAMPLE
 from shared.contracts.events import CustomerRef
 from shared.contracts.http.churn import ChurnScore, NextBestAction
+from shared.contracts.http.churn import ModelInfo as ChurnModelInfo
 from shared.contracts.http.profile import Clv, CustomerProfile
-from shared.contracts.http.recsys import RecommendationsOut
-from shared.contracts.http.sentiment import CustomerSentiment
+from shared.contracts.http.recsys import ModelsOut, RecommendationsOut
+from shared.contracts.http.sentiment import CustomerSentiment, ModelsResponse
 
 # -- ingest ------------------------------------------------------------------------------------
 
@@ -81,6 +82,17 @@ class Customer360(BaseModel):
     churn: ChurnScore | None = Field(description="Churn probability, band, reasons, trend (churn service).")
     next_best_action: NextBestAction | None = Field(description="The churn service's suggested action.")
     degraded: list[str] = Field(default_factory=list, description="Services that did not answer in time.")
+
+
+class FleetModels(BaseModel):
+    """The models each service serves, with their offline metrics and, for the recommender, click-through
+    per version; a part is null (and named in ``degraded``) when its service did not answer."""
+
+    recsys: ModelsOut | None = Field(description="Versions with offline metrics and click-through.")
+    sentiment: ModelsResponse | None = Field(description="English and Chinese models, held-out accuracy.")
+    churn: ChurnModelInfo | None = Field(description="The churn model in service and its metrics.")
+    profile: dict[str, Any] | None = Field(description="The CLV and RFM-cluster models on the profiles.")
+    degraded: list[str] = Field(default_factory=list)
 
 
 # -- admin -------------------------------------------------------------------------------------

@@ -7,16 +7,17 @@ import time
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.gateway.customer_cache import Customer360Cache
 from services.gateway.downstream import Downstream, DownstreamResponse, DownstreamUnavailable
 from services.gateway.metrics import C360_REFRESHES
-from services.gateway.schemas import Customer360
+from services.gateway.schemas import Customer360, FleetModels
 from shared.contracts.http.churn import ChurnScore
+from shared.contracts.http.churn import ModelInfo as ChurnModelInfo
 from shared.contracts.http.profile import CustomerProfile
-from shared.contracts.http.recsys import RecommendationsOut
-from shared.contracts.http.sentiment import CustomerSentiment
+from shared.contracts.http.recsys import ModelsOut, RecommendationsOut
+from shared.contracts.http.sentiment import CustomerSentiment, ModelsResponse
 from shared.errors import NotFound
 from shared.logging import get_logger
 
@@ -160,6 +161,33 @@ async def customer_360(
     if answer.degraded:
         log.warning("c360_degraded", customer_id=customer_id, degraded=answer.degraded)
     return answer
+
+
+class _ProfileModels(BaseModel):
+    """The profile's /models answer: free-form model metadata (CLV parameters, cluster centroids)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+async def fleet_models(
+    downstreams: dict[str, Downstream], *, timeout_s: float, request_id: str | None
+) -> FleetModels:
+    """Every service's models, asked in parallel; a service that does not answer is named in ``degraded``."""
+    recsys, sentiment, churn, profile = await asyncio.gather(
+        _call(downstreams["recsys"], "/models", "/models", timeout_s, request_id),
+        _call(downstreams["sentiment"], "/sentiment/models", "/sentiment/models", timeout_s, request_id),
+        _call(downstreams["churn"], "/churn/model", "/churn/model", timeout_s, request_id),
+        _call(downstreams["profile"], "/models", "/models", timeout_s, request_id),
+    )
+    degraded: list[str] = []
+    profile_models = _part(profile, _ProfileModels, degraded, "profile")
+    return FleetModels(
+        recsys=_part(recsys, ModelsOut, degraded, "recsys"),
+        sentiment=_part(sentiment, ModelsResponse, degraded, "sentiment"),
+        churn=_part(churn, ChurnModelInfo, degraded, "churn"),
+        profile=profile_models.model_dump() if profile_models is not None else None,
+        degraded=degraded,
+    )
 
 
 class Customer360Reader:

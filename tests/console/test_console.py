@@ -185,7 +185,11 @@ def test_at_risk_is_ranked_and_filtered_by_band(page: Page) -> None:
 
 def test_models_page_says_what_it_knows_and_what_it_cannot(page: Page) -> None:
     page.goto("/console/models")
-    expect(page.get_by_role("cell", name="Churn", exact=True)).to_be_visible()
+    expect(page.get_by_role("cell", name="Churn", exact=True).first).to_be_visible()
+    # GET /v1/models: the sentiment models' measured accuracy and the recommender's offline metrics.
+    expect(page.locator("span.figure", has_text="validation accuracy").first).to_be_visible()
+    expect(page.get_by_role("cell", name="Sentiment (English)").first).to_be_visible()
+    expect(page.locator("span.figure", has_text="validation ndcg").first).to_be_visible()
     shot(page, "models")
 
 

@@ -35,6 +35,7 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("GET", "/v1/segments/s1/members", None, Scope.CUSTOMERS_READ),
     ("POST", "/v1/recommendations/session", {"item_ids": ["1"]}, Scope.CUSTOMERS_READ),
     ("GET", "/v1/items/i1", None, Scope.CUSTOMERS_READ),
+    ("GET", "/v1/models", None, Scope.CUSTOMERS_READ),
     ("GET", "/v1/items/i1/similar", None, Scope.CUSTOMERS_READ),
     ("POST", "/v1/sentiment", {"texts": ["hi"]}, Scope.CUSTOMERS_READ),
     ("GET", "/v1/churn/at-risk", None, Scope.CUSTOMERS_READ),

@@ -126,3 +126,22 @@ def test_the_openapi_example_of_the_360_has_the_shape_the_fleet_answers(
         for part in ("profile", "churn", "recommendations", "sentiment", "clv", "next_best_action"):
             assert set(real_shape[part]) <= set(example_shape[part]), part  # nothing the example hides
         assert set(real_shape) <= set(example_shape)
+
+
+def test_the_models_of_every_service_in_one_answer(real_fleet: RunningFleet, tmp_path: Path) -> None:
+    with fleet_gateway(real_fleet, tmp_path) as client:
+        response = client.get("/v1/models", headers=HEADERS)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["degraded"] == []
+        assert body["recsys"]["serving"] != "popularity"  # the demo fit trained one
+        languages = {m["language"] for m in body["sentiment"]["models"]}
+        assert languages == {"en", "zh"}
+        assert all(m["val_acc"] is not None for m in body["sentiment"]["models"] if m["language"] == "en")
+        assert body["churn"]["version"]
+        assert body["profile"] is not None
+        with real_fleet.stalled("churn"):  # answers nothing within the per-call timeout
+            partial = client.get("/v1/models", headers=HEADERS).json()
+        assert partial["degraded"] == ["churn"]
+        assert partial["churn"] is None
+        assert partial["recsys"] is not None

@@ -423,12 +423,68 @@ class ModelRow:
 
 
 @dataclass
+class MetricRow:
+    """One model version with its measured figures, as the models page lists them."""
+
+    part: str
+    version: str
+    serving: bool
+    figures: list[tuple[str, str]]
+
+
+def _figures(values: Any, keep: int = 6) -> list[tuple[str, str]]:
+    """The numeric entries of a metrics dict, rounded, in a stable order (the first ``keep``)."""
+    if not isinstance(values, dict):
+        return []
+    numbers = [
+        (k, v) for k, v in sorted(values.items()) if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    return [(k.replace("_", " "), f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in numbers[:keep]]
+
+
+def catalog_rows(catalog: Any) -> list[MetricRow]:
+    """GET /v1/models as rows: recommender versions with offline metrics and click-through, the sentiment
+    models with their validation and held-out accuracy, the churn model with its metrics."""
+    if not isinstance(catalog, dict):
+        return []
+    rows: list[MetricRow] = []
+    recsys = catalog.get("recsys") or {}
+    for meta in recsys.get("versions", []):
+        online = meta.get("online") or {}
+        offline = {k: v for k, v in (meta.get("metrics") or {}).items() if k != "validation_users"}
+        figures = _figures(offline)
+        if online:
+            figures += [
+                ("impressions", str(online.get("impressions", 0))),
+                ("clicks", str(online.get("clicks", 0))),
+            ]
+            if online.get("ctr") is not None:
+                figures.append(("click-through", f"{online['ctr']:.3f}"))
+        rows.append(MetricRow("Recommender", str(meta.get("version")), bool(meta.get("serving")), figures))
+    for model in (catalog.get("sentiment") or {}).get("models", []):
+        figures = (
+            [("validation accuracy", f"{model['val_acc']:.3f}")] if model.get("val_acc") is not None else []
+        )
+        figures += [
+            (f"held-out {name.replace('_', ' ')}", f"{acc:.3f}")
+            for name, acc in sorted((model.get("test_acc") or {}).items())
+        ]
+        language = {"en": "English", "zh": "Chinese"}.get(model.get("language"), model.get("language"))
+        rows.append(MetricRow(f"Sentiment ({language})", str(model.get("model_version")), True, figures))
+    churn = catalog.get("churn") or {}
+    if churn.get("version"):
+        rows.append(MetricRow("Churn", str(churn["version"]), True, _figures(churn.get("metrics"))))
+    return rows
+
+
+@dataclass
 class ModelsView:
     """Model versions in service as far as the public API shows them."""
 
     catalog: Any
     rows: list[ModelRow]
     catalog_problem: str | None
+    metric_rows: list[MetricRow]
 
     @classmethod
     def of(
@@ -482,4 +538,6 @@ class ModelsView:
                 if models.status == 404
                 else f"The model catalog is not available: {models.problem}."
             )
-        return cls(catalog, rows, problem)
+        if catalog is not None and catalog.get("degraded"):
+            problem = f"Not answered by: {', '.join(catalog['degraded'])}; the rest is below"
+        return cls(catalog, rows, problem, catalog_rows(catalog))
