@@ -1,7 +1,7 @@
 """Triage latency of one message (language, intent, entities, urgency, routing; what a consumer does per
 message minus the database) and messages/s in batches, on CPU.
 
-    .venv/bin/python bench/support_latency.py [--messages 300] [--batch 64] [--threads 1]
+    .venv/bin/python bench/support_latency.py [--messages 600] [--batch 64] [--threads 1]
 
 Fits the default catalog with both encoders (MiniLM for English, e5 for Chinese, built into
 var/support/models/e5-zh if missing), warms up, then times each held-out test message alone (p50/p99) and
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from services.support import repository
 from services.support.ml.dataset import held_out_test
@@ -36,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--messages", type=int, default=600)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the service's default is 1)")
     parser.add_argument("--data-dir", type=Path, default=Path("var/support-bench"))
@@ -53,6 +54,7 @@ def main() -> None:
     engine = make_engine(sqlite_url(data_dir, "support"))
     repository.create_tables(engine)
     service = SupportService(settings, make_session_factory(engine))
+    threadpool_limits(limits=args.threads)  # as the service's lifespan does
     service.load()
     torch.set_num_threads(args.threads)
     texts = [m.text for m in held_out_test()]

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
+from threadpoolctl import threadpool_limits
 
 from services.support import repository
 from services.support.consumers import EVENT_TYPES, GROUP, TOPICS, make_handler
@@ -38,6 +39,9 @@ def create_app(settings: SupportSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One BLAS thread per call, as in recsys: requests and the consumer already run in parallel, and
+        # a thread pool per tiny matmul oversubscribes a busy 2-core machine.
+        blas_limits = threadpool_limits(limits=settings.threads)
         runtime = ServiceRuntime("support", settings, settings.database_url)
         await run_in_threadpool(repository.create_tables, runtime.engine)
         service = SupportService(settings, runtime.session_factory)
@@ -57,6 +61,7 @@ def create_app(settings: SupportSettings | None = None) -> FastAPI:
         finally:
             service.stop()
             await run_in_threadpool(runtime.close)
+            blas_limits.restore_original_limits()
 
     app = build_app(
         service="support",

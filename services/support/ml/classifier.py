@@ -79,6 +79,13 @@ class Encoders:
     def space_of(self, language: str) -> str:
         return language if language in self.by_language else "default"
 
+    def for_messages(self, space: str) -> Encode:
+        """The encoder for customers' messages: never a memoising one (messages are unique, and an erased
+        customer's text must not stay in memory)."""
+        encoder = self.encoder(space)
+        uncached: Encode = getattr(encoder, "uncached", encoder)
+        return uncached
+
 
 class _Ensemble:
     """Per embedding space a logistic regression on the vectors, plus one on character n-grams; a text's
@@ -160,7 +167,9 @@ class IntentClassifier:
             groups.setdefault(self.encoders.space_of(detect_language(text)), []).append(i)
         for space, rows in groups.items():
             subset = [texts[i] for i in rows]
-            matrix = vectors[space][rows] if vectors is not None else self.encoders.encoder(space)(subset)
+            matrix = (
+                vectors[space][rows] if vectors is not None else self.encoders.for_messages(space)(subset)
+            )
             proba[rows], nearest[rows] = model.scores(subset, matrix, space)
         return proba, nearest
 

@@ -81,7 +81,8 @@ class KnowledgeIndex:
         index = self.indexes.get(space)
         if index is None or not self.articles:
             return []
-        vector = np.ascontiguousarray(self.encoders[space]([text]), dtype=np.float32)
+        encode = getattr(self.encoders[space], "uncached", self.encoders[space])  # see Encoders.for_messages
+        vector = np.ascontiguousarray(encode([text]), dtype=np.float32)
         similarities, ids = index.search(vector, min(len(self.articles), max(k * 5, 20)))
         scored = []
         for similarity, i in zip(similarities[0], ids[0], strict=True):
