@@ -96,23 +96,13 @@ C360_EXAMPLE: dict[str, Any] = {
         "raw_score": -1.99,
         "base_value": -1.2,
         "other_weight": -0.58,
-        "next_best_action": {
-            "rule_id": "loyal-low",
-            "rule_name": "Low risk: loyalty programme",
-            "action": "loyalty_invite",
-            "priority": 10,
-        },
+        "next_best_action": None,  # the default rules act on medium and high risk only
         "actions_withheld": [],
         "value": 139.8,
         "value_source": "clv",
         "model_version": "events-20261204T200649-827a",
         "as_of": "2026-12-04T20:15:40+00:00",
     },
-    "next_best_action": {
-        "rule_id": "loyal-low",
-        "rule_name": "Low risk: loyalty programme",
-        "action": "loyalty_invite",
-        "priority": 10,
-    },
+    "next_best_action": None,
     "degraded": [],
 }
