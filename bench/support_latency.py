@@ -24,11 +24,11 @@ from threadpoolctl import threadpool_limits
 
 from services.support import repository
 from services.support.ml.dataset import held_out_test
-from services.support.ml.e5 import build_base
 from services.support.ml.triage import CustomerContext
 from services.support.service import SupportService
 from services.support.settings import SupportSettings
 from shared.db import make_engine, make_session_factory, sqlite_url
+from shared.e5 import build_base
 
 RESULTS = Path(__file__).parent / "results"
 STORE_EXAMPLES = (

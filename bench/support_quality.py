@@ -35,10 +35,10 @@ from services.support.ml.dataset import (
     load_clinc150,
     project_dataset,
 )
-from services.support.ml.e5 import build_base
 from services.support.ml.encoder import SentenceEncoder, e5_encoder
 from services.support.ml.knowledge import Article, KnowledgeIndex
 from services.support.service import CachedEncoder
+from shared.e5 import build_base
 
 RESULTS = Path(__file__).parent / "results"
 

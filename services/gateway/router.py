@@ -114,7 +114,7 @@ def _settings(request: Request) -> GatewaySettings:
     return settings
 
 
-def _json_of(body: BaseModel) -> dict[str, Any]:
+def body_json(body: BaseModel) -> dict[str, Any]:
     """A validated request body as the service takes it: only the fields the caller sent."""
     return body.model_dump(mode="json", exclude_unset=True)
 
@@ -415,7 +415,7 @@ async def update_customer(
     _forget(request, customer_id)
     try:
         return await forward(
-            request, "profile", "PATCH", f"/customers/{segment_path(customer_id)}", json_body=_json_of(body)
+            request, "profile", "PATCH", f"/customers/{segment_path(customer_id)}", json_body=body_json(body)
         )
     finally:
         _forget(request, customer_id)
@@ -517,7 +517,7 @@ async def merge_customers(
     """Merge two customer profiles (``dry_run`` shows the result without changing anything)."""
     _forget(request, *body.customer_ids)
     try:
-        return await forward(request, "profile", "POST", "/merges", json_body=_json_of(body))
+        return await forward(request, "profile", "POST", "/merges", json_body=body_json(body))
     finally:
         _forget(request, *body.customer_ids)
 
@@ -556,7 +556,7 @@ async def create_segment(
     ],
 ) -> Any:
     """Create a rule segment."""
-    return await forward(request, "profile", "POST", "/segments", json_body=_json_of(body))
+    return await forward(request, "profile", "POST", "/segments", json_body=body_json(body))
 
 
 @router.get("/segments/{segment_id}", tags=["segments"], response_model=SegmentOut, responses=PROXY_ERRORS)
@@ -569,7 +569,7 @@ async def get_segment(request: Request, segment_id: ResourceId, _key: ReadKey) -
 async def update_segment(request: Request, segment_id: ResourceId, body: SegmentPatch, _key: WriteKey) -> Any:
     """Change a segment's name, description or rule."""
     return await forward(
-        request, "profile", "PATCH", f"/segments/{segment_path(segment_id)}", json_body=_json_of(body)
+        request, "profile", "PATCH", f"/segments/{segment_path(segment_id)}", json_body=body_json(body)
     )
 
 
@@ -621,7 +621,7 @@ async def session_recommendations(
     body: Annotated[SessionRequest, Body(examples=[{"item_ids": ["movie-50", "movie-181"], "k": 10}])],
 ) -> Any:
     """Recommendations for an anonymous visitor from the items of their session."""
-    return await forward(request, "recsys", "POST", "/recommendations/session", json_body=_json_of(body))
+    return await forward(request, "recsys", "POST", "/recommendations/session", json_body=body_json(body))
 
 
 @router.get("/items/{item_id}", tags=["recommendations"], response_model=ItemOut, responses=PROXY_ERRORS)
@@ -650,7 +650,7 @@ async def analyse_sentiment(
     body: Annotated[SentimentRequest, Body(examples=[{"texts": ["Love it!", "快递太慢了"]}])],
 ) -> Any:
     """Sentiment of texts (English or Chinese): label, score, language, model version per text."""
-    return await forward(request, "sentiment", "POST", "/sentiment", json_body=_json_of(body))
+    return await forward(request, "sentiment", "POST", "/sentiment", json_body=body_json(body))
 
 
 @router.get("/models", tags=["models"], response_model=FleetModels, responses=AUTH_ERRORS)
@@ -694,7 +694,7 @@ async def action_reaction(
     """Record a customer's reaction to a next-best-action (for the canonical customer the id names)."""
     canonical = await canonical_id(request, body.customer_id)
     reaction = body.model_copy(update={"customer_id": canonical})
-    response = await forward(request, "churn", "POST", "/actions/reactions", json_body=_json_of(reaction))
+    response = await forward(request, "churn", "POST", "/actions/reactions", json_body=body_json(reaction))
     response.headers[CANONICAL_HEADER] = canonical
     return response
 

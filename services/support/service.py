@@ -221,7 +221,7 @@ class SupportService:
     def _background(self) -> None:
         if self.settings.chinese_encoder and self._chinese is None:
             try:
-                from services.support.ml.e5 import build_base
+                from shared.e5 import build_base
 
                 target = self.settings.chinese_encoder_dir()
                 build_base(target, chinese_only=True)

@@ -67,12 +67,25 @@ async def abandon_requests(gateway: str, key: str, customer_ids: list[str], stop
 
 @pytest.fixture
 def restores_fleet_state(real_fleet: RunningFleet) -> Iterator[None]:
-    """The fuzz creates segments and API keys; the session's other tests should not inherit them."""
+    """The fuzz creates segments, API keys and knowledge-base articles, and may replace the support intent
+    catalog; the session's other tests should not inherit any of it."""
     with real_fleet.client() as client:
         segments_before = {s["id"] for s in client.get("/v1/segments").json()}
         keys_before = {k["key_id"] for k in client.get("/v1/admin/keys").json()}
+        catalog = client.get("/v1/support/intents").json()
+        articles_before = {a["id"]: a for a in client.get("/v1/support/articles").json()}
     yield
     with real_fleet.client() as client:
+        restored = client.put("/v1/support/intents", json={"intents": catalog["intents"]})
+        assert restored.status_code == 200, restored.text
+        for article in client.get("/v1/support/articles").json():
+            if article["id"] not in articles_before:
+                client.delete(f"/v1/support/articles/{article['id']}")
+        for article_id, article in articles_before.items():
+            fields = {
+                k: article[k] for k in ("title", "body", "language", "intents", "reply") if k in article
+            }
+            client.put(f"/v1/support/articles/{article_id}", json=fields)
         for segment in client.get("/v1/segments").json():
             if segment["id"] not in segments_before:
                 client.delete(f"/v1/segments/{segment['id']}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from services.sentiment import data, e5
+from services.sentiment import data
 from services.sentiment.app import create_app
 from services.sentiment.model import (
     KIND_ZH_ENSEMBLE,
@@ -22,6 +22,7 @@ from services.sentiment.model import (
 from services.sentiment.service import chinese_model_dir
 from services.sentiment.settings import SentimentSettings
 from services.sentiment.training import fine_tune, train_ngram_ensemble
+from shared import e5
 
 from .test_api import wait_ready
 
@@ -85,7 +86,7 @@ def test_a_short_chinese_fine_tune_writes_a_network_and_an_ensemble_that_load(ch
 
     assert network_meta["language"] == ensemble_meta["language"] == "zh"
     assert network_meta["hyperparameters"]["steps_done"] == 4
-    assert set(network_meta["metrics"]) == {"chinese_val_acc", "chinese_test_acc"}
+    assert set(network_meta["metrics"]) == {"chinese_val_acc", "chinese_test_acc", "val_acc"}
     assert ensemble_meta["network"] == network_dir.name
     assert "character" in ensemble_meta["ngram"]["features"]
     assert ensemble_meta["metrics"]["val_acc"] >= ensemble_meta["metrics"]["network_val_acc"]

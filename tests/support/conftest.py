@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.support.app import create_app
-from services.support.ml.e5 import build_base
 from services.support.settings import SupportSettings
+from shared.e5 import build_base
 
 
 @pytest.fixture(scope="session")

