@@ -59,6 +59,19 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ),
     ("GET", "/v1/webhooks/w1/deliveries", None, Scope.ADMIN),
     ("DELETE", "/v1/webhooks/w1", None, Scope.ADMIN),
+    ("GET", "/v1/support/intents", None, Scope.CUSTOMERS_READ),
+    ("PUT", "/v1/support/intents", {"intents": []}, Scope.ADMIN),
+    ("GET", "/v1/support/articles", None, Scope.CUSTOMERS_READ),
+    ("GET", "/v1/support/articles/a1", None, Scope.CUSTOMERS_READ),
+    ("PUT", "/v1/support/articles/a1", {"title": "t", "body": "b"}, Scope.ADMIN),
+    ("DELETE", "/v1/support/articles/a1", None, Scope.ADMIN),
+    ("GET", "/v1/support/tickets", None, Scope.CUSTOMERS_READ),
+    ("GET", "/v1/support/tickets/t1", None, Scope.CUSTOMERS_READ),
+    ("PATCH", "/v1/support/tickets/t1", {"status": "resolved"}, Scope.CUSTOMERS_WRITE),
+    ("GET", "/v1/support/tickets/t1/suggestions", None, Scope.CUSTOMERS_READ),
+    ("POST", "/v1/support/tickets/t1/suggestions/a1/feedback", {"action": "sent"}, Scope.CUSTOMERS_WRITE),
+    ("POST", "/v1/support/triage", {"text": "where is my order?"}, Scope.CUSTOMERS_READ),
+    ("GET", "/v1/support/customers/c1", None, Scope.CUSTOMERS_READ),
 ]
 
 
@@ -81,7 +94,9 @@ def test_every_v1_route_is_in_the_scope_table(gateway_settings: GatewaySettings)
             .replace("{merge_id}", "m1")
             .replace("{item_id}", "i1")
             .replace("{key_id}", "nokey")
-            .replace("{subscription_id}", "w1"),
+            .replace("{subscription_id}", "w1")
+            .replace("{article_id}", "a1")
+            .replace("{ticket_id}", "t1"),
         )
         for m, p in routes
     }

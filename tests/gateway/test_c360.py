@@ -125,8 +125,7 @@ def test_the_openapi_example_of_the_360_has_the_shape_the_fleet_answers(
         assert isinstance(real_shape, dict)
         for part in ("profile", "churn", "recommendations", "sentiment", "clv"):
             assert set(real_shape[part]) <= set(example_shape[part]), part  # nothing the example hides
-        # (the example's customer is at low risk, so it has no next-best-action)
-        assert set(real_shape) - {"next_best_action"} <= set(example_shape)
+        assert set(real_shape) <= set(example_shape)
 
 
 def test_the_models_of_every_service_in_one_answer(real_fleet: RunningFleet, tmp_path: Path) -> None:
