@@ -439,6 +439,8 @@ def _figures(values: Any, keep: int = 6) -> list[tuple[str, str]]:
     numbers = [
         (k, v) for k, v in sorted(values.items()) if isinstance(v, int | float) and not isinstance(v, bool)
     ]
+    # Quality figures (AUC, Brier, log loss, NDCG) before counts of rows and customers.
+    numbers.sort(key=lambda kv: not any(w in kv[0] for w in ("auc", "brier", "loss", "ndcg", "recall")))
     return [(k.replace("_", " "), f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in numbers[:keep]]
 
 
