@@ -51,7 +51,7 @@ def console_fleet(real_fleet: RunningFleet) -> RunningFleet:
     return real_fleet
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = chromium_path()
     with playwright_sync.sync_playwright() as playwright:

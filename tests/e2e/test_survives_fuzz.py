@@ -17,16 +17,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from tests.fleet_support import RunningFleet, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 FUZZ_SECONDS = 300  # a cap: the run ends after its examples, about 40 s on a quiet 2-core machine
-EXAMPLES_PER_OPERATION = 60
+EXAMPLES_PER_OPERATION = 80
 MIN_FUZZ_REQUESTS = 1500
 ROUTE_TIMEOUT_S = 5.0  # the gateway's per-call downstream timeout is 2 s; a 360 makes two rounds at most
 _REQUESTS = re.compile(r"^crm_http_requests_total\{([^}]*)\} (\S+)$", re.M)
@@ -80,18 +81,18 @@ def restores_fleet_state(real_fleet: RunningFleet) -> Iterator[None]:
         assert restored.status_code == 200, restored.text
         for article in client.get("/v1/support/articles").json():
             if article["id"] not in articles_before:
-                client.delete(f"/v1/support/articles/{article['id']}")
+                client.delete(f"/v1/support/articles/{quote(article['id'], safe='')}")
         for article_id, article in articles_before.items():
             fields = {
                 k: article[k] for k in ("title", "body", "language", "intents", "reply") if k in article
             }
-            client.put(f"/v1/support/articles/{article_id}", json=fields)
+            client.put(f"/v1/support/articles/{quote(article_id, safe='')}", json=fields)
         for segment in client.get("/v1/segments").json():
             if segment["id"] not in segments_before:
-                client.delete(f"/v1/segments/{segment['id']}")
+                client.delete(f"/v1/segments/{quote(segment['id'], safe='')}")
         for key in client.get("/v1/admin/keys").json():
             if key["key_id"] not in keys_before:
-                client.delete(f"/v1/admin/keys/{key['key_id']}")
+                client.delete(f"/v1/admin/keys/{quote(key['key_id'], safe='')}")
 
 
 def valid_requests(customer_id: str, item_id: str) -> list[tuple[str, str, Any]]:
@@ -138,7 +139,7 @@ def test_the_gateway_survives_a_concurrent_fuzz(
     )
     impatient.start()
     try:
-        fuzz = subprocess.run(
+        runner = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -149,6 +150,8 @@ def test_the_gateway_survives_a_concurrent_fuzz(
                 f"X-API-Key: {real_fleet.admin_key}",
                 "--workers",
                 "4",
+                "--phases",
+                "examples,fuzzing",
                 "--max-examples",
                 str(EXAMPLES_PER_OPERATION),
                 "--max-time",
@@ -165,23 +168,29 @@ def test_the_gateway_survives_a_concurrent_fuzz(
                 "23",
                 "--no-color",
             ],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=FUZZ_SECONDS + 240,
             cwd=tmp_path,
         )
+        try:
+            output, _ = runner.communicate(timeout=FUZZ_SECONDS + 240)
+        finally:
+            if runner.poll() is None:  # never leave it fuzzing the session's fleet
+                runner.kill()
+                runner.wait()
     finally:
         stop.set()
         impatient.join(timeout=60)
     after = {name: requests_by_status(url) for name, url in services.items()}
-    generated = re.search(r"(\d+) generated", fuzz.stdout)
+    generated = re.search(r"(\d+) generated", output)
     fuzzed = int(generated.group(1)) if generated else 0
     served = sum(after["gateway"].values()) - sum(before["gateway"].values())
     print(
         f"fuzz: {fuzzed} generated requests, {abandoned[0] if abandoned else 0} abandoned by the client, "
         f"{served:.0f} answered by the gateway"
     )
-    assert fuzzed >= MIN_FUZZ_REQUESTS, fuzz.stdout[-3000:]
+    assert fuzzed >= MIN_FUZZ_REQUESTS, output[-3000:]
     assert abandoned
     assert abandoned[0] > 0
     # No unhandled error anywhere in the fleet, whatever the fuzz sent.

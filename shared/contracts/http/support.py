@@ -5,10 +5,18 @@ The service answers with these models and the gateway reads with them."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; every time the service stores is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[\w.-]+$")
@@ -51,7 +59,7 @@ class ArticleIn(BaseModel):
 
 class ArticleOut(ArticleIn):
     id: str
-    updated_at: datetime
+    updated_at: UtcDatetime
 
 
 class EntityOut(BaseModel):
@@ -92,7 +100,7 @@ class MessageOut(BaseModel):
     queue: str
     escalated: bool
     escalation_reasons: list[str]
-    received_at: datetime
+    received_at: UtcDatetime
 
 
 class TicketOut(BaseModel):
@@ -100,9 +108,9 @@ class TicketOut(BaseModel):
     customer_id: str
     channel: str
     status: Literal["open", "pending", "resolved"]
-    opened_at: datetime
-    updated_at: datetime
-    first_response_at: datetime | None
+    opened_at: UtcDatetime
+    updated_at: UtcDatetime
+    first_response_at: UtcDatetime | None
     reopened: int
     intent: str
     confidence: float
