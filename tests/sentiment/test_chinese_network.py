@@ -26,6 +26,10 @@ from shared import e5
 
 from .test_api import wait_ready
 
+# Its fixture fine-tunes a small Chinese network on the CPU; on a busy 2-core machine that exceeds the
+# suite's default 300 s.
+pytestmark = pytest.mark.timeout(900)
+
 CHINESE = ["质量太差了，完全不能用，退货！", "非常好，很喜欢，物超所值，推荐购买"]
 
 
