@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.gateway.console.api import PublicApi
 from services.gateway.console.live import LiveEvents
+from services.gateway.console.pages import SignInNeeded, to_sign_in
 from services.gateway.console.router import router
 from shared.settings import KafkaSettings
 
@@ -19,6 +20,7 @@ STATIC = Path(__file__).parent / "static"
 def mount_console(app: FastAPI, kafka: KafkaSettings) -> None:
     """Serve the console's pages and static files from ``app``; its ``/v1`` calls go through ``app``."""
     app.include_router(router)
+    app.add_exception_handler(SignInNeeded, to_sign_in)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.state.console_api = PublicApi(app)
     app.state.console_live = LiveEvents(kafka, client_id=f"{kafka.client_id}-gateway-console")

@@ -10,39 +10,34 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
-import jinja2
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from services.gateway.console import views
-from services.gateway.console.api import Answer, PublicApi
+from services.gateway.console.api import Answer
 from services.gateway.console.live import LiveEvents
+from services.gateway.console.pages import (
+    FormUser,
+    User,
+    get,
+    nothing,
+    page,
+    problem_page,
+    send,
+    templates,
+)
 from services.gateway.console.session import (
-    CSRF_FIELD,
-    CSRF_HEADER,
     ConsoleUser,
     check_key,
     current_user,
-    ensure_csrf_cookie,
     sign_in,
     sign_out,
     verify_csrf,
 )
-from shared.app import request_id_of
 from shared.auth import Scope
-
-HERE = Path(__file__).parent
-# Autoescape on for every template: a review's "<script>" is printed as text.
-templates = Jinja2Templates(
-    env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
-)
-templates.env.filters.update(views.FILTERS)
-templates.env.globals.update(csrf_field=CSRF_FIELD, csrf_header=CSRF_HEADER)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -57,42 +52,9 @@ open tab never holds a shutting-down gateway."""
 PHONE = re.compile(r"^\+?[0-9 ()\-]{6,31}$")
 
 
-def _api(request: Request) -> PublicApi:
-    api: PublicApi = request.app.state.console_api
-    return api
-
-
 def _live(request: Request) -> LiveEvents:
     live: LiveEvents = request.app.state.console_live
     return live
-
-
-async def _get(request: Request, user: ConsoleUser, path: str, **params: Any) -> Answer:
-    clean = {k: v for k, v in params.items() if v not in (None, "")}
-    return await _api(request).get(path, user.key, params=clean or None, request_id=request_id_of(request))
-
-
-def _page(request: Request, user: ConsoleUser | None, template: str, **context: Any) -> HTMLResponse:
-    """A full page or fragment, with this browser's CSRF token in its forms (set as a cookie if new)."""
-    holder = Response()
-    token = ensure_csrf_cookie(request, holder)
-    response = templates.TemplateResponse(
-        request,
-        template,
-        {"user": user, "csrf": token, "nav": context.pop("nav", ""), **context},
-        status_code=context.pop("status_code", 200),
-    )
-    for name, value in holder.headers.items():
-        if name == "set-cookie":
-            response.headers.append(name, value)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _to_sign_in(request: Request) -> Response:
-    if request.headers.get("HX-Request"):
-        return Response(status_code=204, headers={"HX-Redirect": "/console/signin"})
-    return RedirectResponse("/console/signin", status_code=303)
 
 
 # -- sign-in -----------------------------------------------------------------------------------
@@ -106,7 +68,7 @@ async def console_home(request: Request) -> Response:
 
 @router.get("/signin")
 async def signin_page(request: Request) -> Response:
-    return _page(request, None, "signin.html", error=None)
+    return page(request, None, "signin.html", error=None)
 
 
 @router.post("/signin")
@@ -118,7 +80,7 @@ async def signin(
     verify_csrf(request, csrf_token)
     record = await check_key(request, api_key.strip()) if api_key.strip() else None
     if record is None:
-        refused = _page(
+        refused = page(
             request,
             None,
             "signin.html",
@@ -141,23 +103,19 @@ async def signout(request: Request, csrf_token: Annotated[str, Form(max_length=2
 
 # -- search ------------------------------------------------------------------------------------
 
+Q = Annotated[str, Query(max_length=320)]
+
 
 @router.get("/search")
-async def search_page(request: Request, q: Annotated[str, Query(max_length=320)] = "") -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
+async def search_page(request: Request, user: User, q: Q = "") -> Response:
     results = await _search(request, user, q.strip())
-    return _page(request, user, "search.html", nav="search", q=q, results=results)
+    return page(request, user, "search.html", nav="search", q=q, results=results)
 
 
 @router.get("/search/results")
-async def search_results(request: Request, q: Annotated[str, Query(max_length=320)] = "") -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
+async def search_results(request: Request, user: User, q: Q = "") -> Response:
     results = await _search(request, user, q.strip())
-    return _page(request, user, "_results.html", q=q, results=results)
+    return page(request, user, "_results.html", q=q, results=results)
 
 
 async def _search(request: Request, user: ConsoleUser, q: str) -> views.SearchResults:
@@ -166,10 +124,10 @@ async def _search(request: Request, user: ConsoleUser, q: str) -> views.SearchRe
     if not user.can_read:
         return views.SearchResults(q, [], "This API key cannot read customers (it needs customers:read).")
     if not q:
-        page = await _get(request, user, "/v1/customers", limit=SEARCH_LIMIT)
-        if not page.ok:
-            return views.SearchResults(q, [], f"Customers cannot be listed: {page.problem}.")
-        return views.SearchResults(q, list(page.body["items"]), None, heading="Recently active customers")
+        recent = await get(request, user, "/v1/customers", limit=SEARCH_LIMIT)
+        if not recent.ok:
+            return views.SearchResults(q, [], f"Customers cannot be listed: {recent.problem}.")
+        return views.SearchResults(q, list(recent.body["items"]), None, heading="Recently active customers")
     lookups: list[tuple[str, str]] = []
     if "@" in q:
         lookups.append(("email", q))
@@ -178,8 +136,8 @@ async def _search(request: Request, user: ConsoleUser, q: str) -> views.SearchRe
             lookups.append(("phone", q))
         lookups += [("customer_id", q), ("anonymous_id", q)]
     answers = await asyncio.gather(
-        *(_get(request, user, "/v1/customers/lookup", type=kind, value=value) for kind, value in lookups),
-        _get(request, user, "/v1/customers", limit=NAME_SCAN) if "@" not in q else _none(),
+        *(get(request, user, "/v1/customers/lookup", type=kind, value=value) for kind, value in lookups),
+        get(request, user, "/v1/customers", limit=NAME_SCAN) if "@" not in q else nothing(),
     )
     found: list[str] = []
     problems: list[str] = []
@@ -189,7 +147,7 @@ async def _search(request: Request, user: ConsoleUser, q: str) -> views.SearchRe
         elif answer.status not in (404, 400, 422):
             problems.append(answer.problem)
     profiles = await asyncio.gather(
-        *(_get(request, user, f"/v1/customers/{quote(i, safe='')}") for i in found)
+        *(get(request, user, f"/v1/customers/{quote(i, safe='')}") for i in found)
     )
     items = [p.body["profile"] for p in profiles if p.ok and p.body.get("profile")]
     scan = answers[-1]
@@ -205,98 +163,61 @@ async def _search(request: Request, user: ConsoleUser, q: str) -> views.SearchRe
     return views.SearchResults(q, items[:SEARCH_LIMIT], problem)
 
 
-async def _none() -> Answer:
-    return Answer(204)
-
-
 # -- customer 360 ------------------------------------------------------------------------------
 
 
+def _customer(customer_id: str) -> str:
+    return f"/v1/customers/{quote(customer_id, safe='')}"
+
+
 @router.get("/customers/{customer_id}")
-async def customer_page(request: Request, customer_id: str) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
-    path = f"/v1/customers/{quote(customer_id, safe='')}"
+async def customer_page(request: Request, user: User, customer_id: str) -> Response:
+    path = _customer(customer_id)
     c360, timeline = await asyncio.gather(
-        _get(request, user, path), _get(request, user, f"{path}/timeline", limit=views.TIMELINE_PAGE)
+        get(request, user, path), get(request, user, f"{path}/timeline", limit=views.TIMELINE_PAGE)
     )
-    if c360.status == 404:
-        return _page(
-            request,
-            user,
-            "not_found.html",
-            nav="search",
-            what=f"No customer with the id {customer_id!r}.",
-            status_code=404,
-        )
     if not c360.ok:
-        return _page(request, user, "error.html", nav="search", problem=c360.problem, status_code=c360.status)
+        return problem_page(request, user, c360, f"No customer with the id {customer_id!r}.", nav="search")
     view = views.Customer360View.of(c360.body)
-    return _page(
-        request,
-        user,
-        "customer.html",
-        nav="search",
-        c=view,
-        timeline=views.TimelineView.of(timeline, view.customer_id, ""),
-        charts=view.charts(),
+    timeline_view = views.TimelineView.of(timeline, view.customer_id, "")
+    return page(
+        request, user, "customer.html", nav="search", c=view, timeline=timeline_view, charts=view.charts()
     )
 
 
 @router.get("/customers/{customer_id}/timeline")
 async def customer_timeline(
     request: Request,
+    user: User,
     customer_id: str,
     type: Annotated[str, Query(max_length=100)] = "",
     cursor: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
-    answer = await _get(
-        request,
-        user,
-        f"/v1/customers/{quote(customer_id, safe='')}/timeline",
-        limit=views.TIMELINE_PAGE,
-        type=type,
-        cursor=cursor,
-    )
+    path = f"{_customer(customer_id)}/timeline"
+    answer = await get(request, user, path, limit=views.TIMELINE_PAGE, type=type, cursor=cursor)
     template = "_timeline_rows.html" if cursor else "_timeline.html"
-    return _page(request, user, template, timeline=views.TimelineView.of(answer, customer_id, type))
+    return page(request, user, template, timeline=views.TimelineView.of(answer, customer_id, type))
 
 
 @router.post("/customers/{customer_id}/reactions")
 async def record_reaction(
     request: Request,
+    user: FormUser,
     customer_id: str,
     rule_id: Annotated[str, Form(max_length=100)],
     action: Annotated[str, Form(max_length=100)],
     reaction: Annotated[str, Form(max_length=20)],
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
-    verify_csrf(request, csrf_token)
-    answer = await _api(request).call(
-        "POST",
-        "/v1/actions/reactions",
-        user.key,
-        json={"customer_id": customer_id, "rule_id": rule_id, "action": action, "reaction": reaction},
-        request_id=request_id_of(request),
-    )
-    return _page(request, user, "_reaction.html", answer=answer, reaction=reaction, action=action)
+    body = {"customer_id": customer_id, "rule_id": rule_id, "action": action, "reaction": reaction}
+    answer = await send(request, user, "POST", "/v1/actions/reactions", body)
+    return page(request, user, "_reaction.html", answer=answer, reaction=reaction, action=action)
 
 
 @router.get("/customers/{customer_id}/export")
-async def export_customer(request: Request, customer_id: str) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
-    answer = await _get(request, user, f"/v1/customers/{quote(customer_id, safe='')}/export")
+async def export_customer(request: Request, user: User, customer_id: str) -> Response:
+    answer = await get(request, user, f"{_customer(customer_id)}/export")
     if not answer.ok:
-        return _page(request, user, "error.html", problem=answer.problem, status_code=answer.status)
+        return page(request, user, "error.html", problem=answer.problem, status_code=answer.status)
     filename = re.sub(r"[^A-Za-z0-9_.-]", "_", customer_id)[:100]
     return Response(
         json.dumps(answer.body, indent=2, ensure_ascii=False),
@@ -310,52 +231,31 @@ async def export_customer(request: Request, customer_id: str) -> Response:
 
 @router.post("/customers/{customer_id}/erase")
 async def erase_customer(
-    request: Request,
-    customer_id: str,
-    confirm: Annotated[str, Form(max_length=200)] = "",
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    request: Request, user: FormUser, customer_id: str, confirm: Annotated[str, Form(max_length=200)] = ""
 ) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
-    verify_csrf(request, csrf_token)
     if confirm.strip() != customer_id:
-        return _page(
-            request,
-            user,
-            "_erase_result.html",
-            ok=False,
-            message=f"Nothing was erased: type the customer's id, {customer_id}, to confirm.",
-        )
-    answer = await _api(request).call(
-        "DELETE", f"/v1/customers/{quote(customer_id, safe='')}", user.key, request_id=request_id_of(request)
-    )
+        message = f"Nothing was erased: type the customer's id, {customer_id}, to confirm."
+        return page(request, user, "_erase_result.html", ok=False, message=message)
+    answer = await send(request, user, "DELETE", _customer(customer_id))
     if not answer.ok:
-        return _page(request, user, "_erase_result.html", ok=False, message=f"Not erased: {answer.problem}.")
-    return _page(
-        request,
-        user,
-        "_erase_result.html",
-        ok=True,
-        message=f"Customer {customer_id} was erased everywhere.",
-        receipt=answer.body,
-    )
+        return page(request, user, "_erase_result.html", ok=False, message=f"Not erased: {answer.problem}.")
+    message = f"Customer {customer_id} was erased everywhere."
+    return page(request, user, "_erase_result.html", ok=True, message=message, receipt=answer.body)
 
 
 # -- segments ----------------------------------------------------------------------------------
 
+RuleRows = Annotated[list[str], Form()]
+
 
 @router.get("/segments")
-async def segments_page(request: Request) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
+async def segments_page(request: Request, user: User) -> Response:
     segments, customers = await asyncio.gather(
-        _get(request, user, "/v1/segments"),
-        _get(request, user, "/v1/customers", limit=SCATTER_POINTS, sort="revenue", min_orders=1),
+        get(request, user, "/v1/segments"),
+        get(request, user, "/v1/customers", limit=SCATTER_POINTS, sort="revenue", min_orders=1),
     )
     clusters = views.ClusterView.of(customers)
-    return _page(
+    return page(
         request,
         user,
         "segments.html",
@@ -369,63 +269,41 @@ async def segments_page(request: Request) -> Response:
 
 @router.get("/segments/{segment_id}/members")
 async def segment_members(
-    request: Request, segment_id: str, offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0
+    request: Request, user: User, segment_id: str, offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0
 ) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
     path = f"/v1/segments/{quote(segment_id, safe='')}"
     segment, members = await asyncio.gather(
-        _get(request, user, path), _get(request, user, f"{path}/members", limit=50, offset=offset)
+        get(request, user, path), get(request, user, f"{path}/members", limit=50, offset=offset)
     )
-    return _page(
-        request, user, "segment.html", nav="segments", segment=segment, members=members, offset=offset
-    )
+    context = {"segment": segment, "members": members, "offset": offset}
+    return page(request, user, "segment.html", nav="segments", **context)
 
 
 @router.post("/segments/preview")
 async def segment_preview(
-    request: Request,
-    field: Annotated[list[str], Form()],
-    op: Annotated[list[str], Form()],
-    value: Annotated[list[str], Form()],
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    request: Request, user: FormUser, field: RuleRows, op: RuleRows, value: RuleRows
 ) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
-    verify_csrf(request, csrf_token)
     rule = views.RuleDraft.of(field, op, value)
     count: Answer | None = None
     if rule.search_params is not None:
-        count = await _get(request, user, "/v1/customers", limit=1, **rule.search_params)
-    return _page(request, user, "_preview.html", rule=rule, count=count)
+        count = await get(request, user, "/v1/customers", limit=1, **rule.search_params)
+    return page(request, user, "_preview.html", rule=rule, count=count)
 
 
 @router.post("/segments")
 async def create_segment(
     request: Request,
+    user: FormUser,
     name: Annotated[str, Form(max_length=200)],
-    field: Annotated[list[str], Form()],
-    op: Annotated[list[str], Form()],
-    value: Annotated[list[str], Form()],
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    field: RuleRows,
+    op: RuleRows,
+    value: RuleRows,
 ) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
-    verify_csrf(request, csrf_token)
     rule = views.RuleDraft.of(field, op, value)
     if rule.problem:
-        return _page(request, user, "_created.html", answer=None, problem=rule.problem)
-    answer = await _api(request).call(
-        "POST",
-        "/v1/segments",
-        user.key,
-        json={"name": name.strip(), "rule": rule.rule},
-        request_id=request_id_of(request),
-    )
-    return _page(request, user, "_created.html", answer=answer, problem=None if answer.ok else answer.problem)
+        return page(request, user, "_created.html", answer=None, problem=rule.problem)
+    answer = await send(request, user, "POST", "/v1/segments", {"name": name.strip(), "rule": rule.rule})
+    return page(request, user, "_created.html", answer=answer, problem=None if answer.ok else answer.problem)
 
 
 # -- at risk -----------------------------------------------------------------------------------
@@ -434,56 +312,38 @@ async def create_segment(
 @router.get("/at-risk")
 async def at_risk_page(
     request: Request,
+    user: User,
     band: Annotated[str, Query(pattern="^(|low|medium|high)$")] = "",
     segment: Annotated[str, Query(max_length=200)] = "",
     min_probability: Annotated[float, Query(ge=0, le=1)] = 0.5,
     offset: Annotated[int, Query(ge=0, le=1000)] = 0,
 ) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
+    members_path = f"/v1/segments/{quote(segment, safe='')}/members"
     at_risk, segments, members = await asyncio.gather(
-        _get(request, user, "/v1/churn/at-risk", limit=200, min_probability=min_probability),
-        _get(request, user, "/v1/segments"),
-        _get(request, user, f"/v1/segments/{quote(segment, safe='')}/members", limit=1000)
-        if segment
-        else _none(),
+        get(request, user, "/v1/churn/at-risk", limit=200, min_probability=min_probability),
+        get(request, user, "/v1/segments"),
+        get(request, user, members_path, limit=1000) if segment else nothing(),
     )
     view = views.AtRiskView.of(at_risk, members if segment else None, band, offset)
-    return _page(
-        request,
-        user,
-        "at_risk.html",
-        nav="at-risk",
-        view=view,
-        segments=segments,
-        band=band,
-        segment=segment,
-        min_probability=min_probability,
-    )
+    filters = {"band": band, "segment": segment, "min_probability": min_probability}
+    return page(request, user, "at_risk.html", nav="at-risk", view=view, segments=segments, **filters)
 
 
 @router.get("/at-risk/action/{customer_id}")
-async def at_risk_action(request: Request, customer_id: str) -> Response:
+async def at_risk_action(request: Request, user: User, customer_id: str) -> Response:
     """One row's suggested action (the churn service's rules), loaded by the row once the list is shown."""
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
-    answer = await _get(request, user, f"/v1/customers/{quote(customer_id, safe='')}/churn")
-    return _page(request, user, "_action.html", answer=answer)
+    answer = await get(request, user, f"{_customer(customer_id)}/churn")
+    return page(request, user, "_action.html", answer=answer)
 
 
 # -- live events -------------------------------------------------------------------------------
 
 
 @router.get("/live")
-async def live_page(request: Request) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
+async def live_page(request: Request, user: User) -> Response:
     live = _live(request)
     live.ensure_started()
-    return _page(request, user, "live.html", nav="live", recent=list(reversed(live.recent(50))))
+    return page(request, user, "live.html", nav="live", recent=list(reversed(live.recent(50))))
 
 
 @router.get("/live/stream")
@@ -524,27 +384,17 @@ async def live_stream(request: Request) -> Response:
 
 
 @router.get("/models")
-async def models_page(request: Request) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return _to_sign_in(request)
+async def models_page(request: Request, user: User) -> Response:
     models, at_risk, sample, recent, sentiment = await asyncio.gather(
-        _get(request, user, "/v1/models"),
-        _get(request, user, "/v1/churn/at-risk", limit=1, min_probability=0),
-        _get(request, user, "/v1/customers", limit=1, min_orders=1, sort="revenue"),
-        _get(request, user, "/v1/customers", limit=1),
+        get(request, user, "/v1/models"),
+        get(request, user, "/v1/churn/at-risk", limit=1, min_probability=0),
+        get(request, user, "/v1/customers", limit=1, min_orders=1, sort="revenue"),
+        get(request, user, "/v1/customers", limit=1),
         # The version that scores texts now, in English and Chinese (each text names its model).
-        _api(request).call(
-            "POST",
-            "/v1/sentiment",
-            user.key,
-            json={"texts": ["The console works.", "很好"]},
-            request_id=request_id_of(request),
-        ),
+        send(request, user, "POST", "/v1/sentiment", {"texts": ["The console works.", "很好"]}),
     )
     recs = Answer(204)
     if recent.ok and recent.body["items"]:
-        first = quote(recent.body["items"][0]["id"], safe="")
-        recs = await _get(request, user, f"/v1/customers/{first}/recommendations", k=1)
+        recs = await get(request, user, f"{_customer(recent.body['items'][0]['id'])}/recommendations", k=1)
     view = views.ModelsView.of(models, at_risk, sample, recs, sentiment)
-    return _page(request, user, "models.html", nav="models", view=view, admin_scope=Scope.ADMIN)
+    return page(request, user, "models.html", nav="models", view=view, admin_scope=Scope.ADMIN)

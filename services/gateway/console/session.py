@@ -27,6 +27,16 @@ CSRF_HEADER = "X-CSRF-Token"
 COOKIE_PATH = "/console"
 
 
+class _Holds:
+    """A ``ConsoleUser`` flag: whether the key holds one scope (``user.can_read`` in a template)."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    def __get__(self, user: ConsoleUser, owner: type[ConsoleUser]) -> bool:
+        return user.can(self.scope)
+
+
 @dataclass(frozen=True)
 class ConsoleUser:
     """The signed-in key: what it may see and do."""
@@ -35,32 +45,18 @@ class ConsoleUser:
     record: ApiKeyRecord
     csrf: str
 
+    can_read = _Holds(Scope.CUSTOMERS_READ)
+    can_write = _Holds(Scope.CUSTOMERS_WRITE)
+    can_react = _Holds(Scope.EVENTS_WRITE)
+    can_privacy = _Holds(Scope.PRIVACY_ADMIN)
+    can_admin = _Holds(Scope.ADMIN)
+
     @property
     def name(self) -> str:
         return self.record.name
 
     def can(self, scope: str) -> bool:
         return self.record.allows(scope)
-
-    @property
-    def can_read(self) -> bool:
-        return self.can(Scope.CUSTOMERS_READ)
-
-    @property
-    def can_write(self) -> bool:
-        return self.can(Scope.CUSTOMERS_WRITE)
-
-    @property
-    def can_react(self) -> bool:
-        return self.can(Scope.EVENTS_WRITE)
-
-    @property
-    def can_privacy(self) -> bool:
-        return self.can(Scope.PRIVACY_ADMIN)
-
-    @property
-    def can_admin(self) -> bool:
-        return self.can(Scope.ADMIN)
 
 
 async def check_key(request: Request, key: str) -> ApiKeyRecord | None:
