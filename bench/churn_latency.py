@@ -38,7 +38,7 @@ def main() -> None:
     from fastapi.testclient import TestClient
 
     from services.churn.app import create_app
-    from services.churn.features import cdnow_histories, customer_features, from_days
+    from services.churn.ml.features import cdnow_histories, customer_features, from_days
     from services.churn.settings import ChurnSettings
     from shared.contracts import CloudEvent, EventTypeName
     from shared.contracts import events as ev

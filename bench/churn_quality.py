@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from services.churn import bgnbd
-from services.churn.features import cdnow_histories, cutoffs_before, snapshots
-from services.churn.table import telco_files, train_table
-from services.churn.training import brier, roc_auc, train_events
+from services.churn.ml import bgnbd
+from services.churn.ml.features import cdnow_histories, cutoffs_before, snapshots
+from services.churn.ml.table import telco_files, train_table
+from services.churn.ml.training import brier, roc_auc, train_events
 
 RESULTS = Path(__file__).parent / "results" / "churn_quality.json"
 
@@ -62,8 +62,8 @@ def model_choice() -> dict[str, float]:
     """LightGBM vs scikit-learn HistGradientBoosting, alone, same fit/validation split, each tuned on it."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from services.churn.table import engineer, read_table, spec_for
-    from services.churn.training import _split, fit_model
+    from services.churn.ml.table import engineer, read_table, spec_for
+    from services.churn.ml.training import _split, fit_model
 
     train_path, test_path = telco_files()
     train, y = read_table(train_path, "churn")

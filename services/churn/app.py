@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from services.churn.consumers import EVENT_TYPES, make_handler, topics
+from services.churn.ml.training import load_current
 from services.churn.models import Base
 from services.churn.router import router
 from services.churn.service import ChurnService, ModelHolder
 from services.churn.settings import ChurnSettings, get_settings
-from services.churn.training import load_current
 from shared.app import build_app, register_readiness
 from shared.auth import require_internal_key
 from shared.contracts import Topic
@@ -43,8 +43,8 @@ def load_rules_file(path: str) -> list[dict[str, Any]]:
 
 def bootstrap_model(settings: ChurnSettings) -> Any:
     """Train the from-events model on CDNOW (a sample of customers: seconds) and save it as a version."""
-    from services.churn.features import cdnow_histories, cutoffs_before
-    from services.churn.training import save_version, train_events
+    from services.churn.ml.features import cdnow_histories, cutoffs_before
+    from services.churn.ml.training import save_version, train_events
 
     histories = cdnow_histories(max_customers=settings.bootstrap_max_customers)
     end = max(a.time for h in histories.values() for a in h)

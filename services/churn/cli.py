@@ -31,14 +31,14 @@ def train(
     data_dir: str | None = typer.Option(None, help="Overrides CRM_CHURN_DATA_DIR / CRM_CHURN_MODEL_DIR."),
 ) -> None:
     """Train a model, save it as a new version (with its metrics) and make it current."""
-    from services.churn.features import cdnow_histories, cutoffs_before
+    from services.churn.ml.features import cdnow_histories, cutoffs_before
+    from services.churn.ml.training import save_version, train_events
     from services.churn.settings import get_settings
-    from services.churn.training import save_version, train_events
 
     settings = get_settings()
     target = Path(data_dir) if data_dir else settings.models_path()
     if source == "table":
-        from services.churn.table import telco_files, train_table
+        from services.churn.ml.table import telco_files, train_table
 
         default_train, default_test = telco_files()
         run = train_table(
@@ -76,7 +76,7 @@ def train(
 def _db_histories(settings: Any) -> dict[str, list[Any]]:
     from sqlalchemy import select
 
-    from services.churn.features import Activity
+    from services.churn.ml.features import Activity
     from services.churn.models import ActivityRow
     from shared.db import make_engine, sqlite_url
 
@@ -98,8 +98,8 @@ def _db_histories(settings: Any) -> dict[str, list[Any]]:
 @app.command()
 def versions(data_dir: str | None = typer.Option(None, help="Overrides CRM_CHURN_DATA_DIR.")) -> None:
     """List saved model versions with their metrics (the current one marked)."""
+    from services.churn.ml.training import list_versions
     from services.churn.settings import get_settings
-    from services.churn.training import list_versions
 
     root = Path(data_dir) if data_dir else get_settings().models_path()
     _echo({"events": list_versions(root, "events"), "table": list_versions(root, "table")})

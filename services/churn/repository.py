@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from services.churn.features import Activity
+from services.churn.ml.features import Activity
 from services.churn.models import (
     ActivityRow,
     ConsentRow,

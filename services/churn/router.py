@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from services.churn import repository as repo
-from services.churn.features import from_days
+from services.churn.ml.features import from_days
+from services.churn.ml.training import list_versions, load_current
 from services.churn.models import RuleRow
 from services.churn.schemas import (
     AtRiskCustomer,
@@ -27,7 +28,6 @@ from services.churn.schemas import (
     ScoreResponse,
 )
 from services.churn.service import ChurnService, Scored, _reason_dict
-from services.churn.training import list_versions, load_current
 from shared.errors import Conflict, NotFound
 from shared.runtime import request_session
 

@@ -14,10 +14,17 @@ import numpy as np
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from services.churn import bgnbd
 from services.churn import repository as repo
-from services.churn.features import KIND_OF_EVENT_TYPE, Activity, Kind, customer_features, from_days, to_days
-from services.churn.model import ChurnModel, Reason
+from services.churn.ml import bgnbd
+from services.churn.ml.features import (
+    KIND_OF_EVENT_TYPE,
+    Activity,
+    Kind,
+    customer_features,
+    from_days,
+    to_days,
+)
+from services.churn.ml.model import ChurnModel, Reason
 from services.churn.models import RuleRow
 from services.churn.settings import ChurnSettings
 from services.churn.support_signals import support_reasons
@@ -294,7 +301,7 @@ class ChurnService:
         if kind == "table":
             import pandas as pd
 
-            from services.churn.table import engineer
+            from services.churn.ml.table import engineer
 
             frame = engineer(pd.DataFrame(list(rows)))
             for name in model.spec.names:
@@ -350,7 +357,7 @@ class ChurnService:
     ) -> tuple[np.ndarray, list[Band], str]:
         import pandas as pd
 
-        from services.churn.table import engineer
+        from services.churn.ml.table import engineer
 
         frame = engineer(pd.DataFrame(dict(columns)))
         for name in model.spec.names:
@@ -434,14 +441,14 @@ class ChurnService:
             if event.type == EventTypeName.SENTIMENT_SCORED and isinstance(payload, ev.SentimentScored):
                 customer = payload.customer_id
                 # Sentiment is scored after the interaction it is about: never count it as "after now".
-                when = to_days(event.envelope.time)
+                when = to_days(event.time)
                 if self.settings.as_of is not None:
                     when = min(when, to_days(self.settings.as_of))
                 pending.append(self._row(customer, event.id, Kind.SENTIMENT, when, 0.0, payload.score))
                 touched.add(customer)
                 trigger[customer] = event.id
             elif isinstance(payload, SupportTriaged):
-                when = to_days(event.envelope.time)
+                when = to_days(event.time)
                 repo.add_support_signal(session, event.id, payload.customer_id, payload.intent, when)
                 touched.add(payload.customer_id)
                 trigger[payload.customer_id] = event.id
@@ -460,9 +467,9 @@ class ChurnService:
                 if kind == Kind.CONSENT and isinstance(payload, ev.ConsentChanged):
                     # Decided by event time, so a replayed or late older decision never overrides a newer one.
                     repo.set_consent(session, customer, payload.purpose, payload.granted,
-                                     to_days(event.envelope.time), event.id)  # fmt: skip
+                                     to_days(event.time), event.id)  # fmt: skip
                     continue
-                when = to_days(event.envelope.time)
+                when = to_days(event.time)
                 amount = float(payload.amount) if isinstance(payload, ev.Purchase) else 0.0
                 value: float | None = None
                 if isinstance(payload, ev.Rating):

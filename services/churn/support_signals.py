@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.churn.model import Reason
+from services.churn.ml.model import Reason
 
 WINDOW_DAYS = 30.0
 # Log-odds of a cancel intent on the day it was written, halving every CANCEL_HALF_LIFE_DAYS.

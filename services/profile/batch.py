@@ -19,20 +19,13 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.profile import repository as repo
-from services.profile.clv import (
-    BgNbd,
-    GammaGamma,
-    expected_average_value,
-    expected_purchases,
-    fit_bgnbd,
-    fit_gamma_gamma,
-    p_alive,
-)
 from services.profile.models import BatchRun
 from services.profile.schemas import BatchJobResult, BatchStatus
 from shared.contracts import utcnow
 from shared.db import unit_of_work
 from shared.logging import get_logger
+from shared.stats.bgnbd import BgNbd, expected_purchases, fit_bgnbd, p_alive
+from shared.stats.gamma_gamma import GammaGamma, expected_average_value, fit_gamma_gamma
 
 log = get_logger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from services.churn.features import cdnow_histories, cutoffs_before
-from services.churn.model import ChurnModel
+from services.churn.ml.features import cdnow_histories, cutoffs_before
+from services.churn.ml.model import ChurnModel
+from services.churn.ml.training import load_current, save_version, train_events
 from services.churn.settings import ChurnSettings
-from services.churn.training import load_current, save_version, train_events
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 
 from services.churn.app import create_app
-from services.churn.features import Activity, Kind, to_days
-from services.churn.model import ChurnModel
+from services.churn.ml.features import Activity, Kind, to_days
+from services.churn.ml.model import ChurnModel
 from services.churn.service import ChurnService, ModelHolder
 from services.churn.settings import ChurnSettings
 from shared.contracts import CloudEvent, EventTypeName, Topic

@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.churn import bgnbd
-from services.churn.features import Activity, Kind, cdnow_histories, customer_features, fit_bgnbd, to_days
-from services.churn.model import ChurnModel
-from services.churn.table import engineer, read_table, spec_for, telco_files
-from services.churn.training import fit_linear, fit_model
+from services.churn.ml.features import Activity, Kind, cdnow_histories, customer_features, fit_bgnbd, to_days
+from services.churn.ml.model import ChurnModel
+from services.churn.ml.table import engineer, read_table, spec_for, telco_files
+from services.churn.ml.training import fit_linear, fit_model
+from shared.datasets import package_file
+from shared.stats import bgnbd
 
 
 def test_events_reasons_and_base_value_sum_to_the_raw_score(events_model: ChurnModel) -> None:
     histories = cdnow_histories(max_customers=300, seed=11)
     as_of = max(a.time for h in histories.values() for a in h)
-    params = bgnbd.BGNBDParams(**events_model.extra["bgnbd"])
+    params = bgnbd.BgNbd(**events_model.extra["bgnbd"])
     rows = [f for h in histories.values() if (f := customer_features(h, as_of, params)) is not None]
     X = events_model.matrix(rows)
     contrib, base = events_model.contributions(X)
@@ -53,9 +54,7 @@ def test_blended_table_model_contributions_are_exact_and_survive_save_and_load(t
 
 
 def test_bgnbd_fit_on_the_cdnow_sample_matches_the_published_parameters() -> None:
-    from services.churn.table import package_dir
-
-    histories = cdnow_histories(package_dir("lifetimes") / "datasets" / "CDNOW_sample.txt")
+    histories = cdnow_histories(package_file("lifetimes", "datasets", "CDNOW_sample.txt"))
     calibration_end = to_days(__import__("datetime").datetime(1997, 10, 1, tzinfo=__import__("datetime").UTC))
     params = fit_bgnbd(histories.values(), calibration_end)
     # Fader, Hardie & Lee (2005): r = 0.243, alpha = 4.414, a = 0.793, b = 2.426 (39-week calibration).

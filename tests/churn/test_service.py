@@ -148,8 +148,8 @@ def test_bulk_columns_and_a_reloaded_table_model_score_through_the_api(
 ) -> None:
     import shutil
 
-    from services.churn.table import telco_files, train_table
-    from services.churn.training import save_version
+    from services.churn.ml.table import telco_files, train_table
+    from services.churn.ml.training import save_version
 
     models = tmp_path / "models-with-table"
     shutil.copytree(make_settings().models_path() / "models", models / "models")

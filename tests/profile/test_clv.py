@@ -10,10 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from services.profile.batch import cluster_customers, fit_clv, name_clusters
-from services.profile.clv import BgNbd, expected_purchases, fit_bgnbd, fit_gamma_gamma, p_alive, summarize
+from services.profile.clv import summarize
 from services.profile.settings import get_settings
 from shared.datasets import cdnow_transactions
 from shared.replay import cdnow_customer_id, cdnow_events
+from shared.stats.bgnbd import BgNbd, expected_purchases, fit_bgnbd, p_alive
+from shared.stats.gamma_gamma import fit_gamma_gamma
 from tests.profile.conftest import Store, event
 
 CALIBRATION_END = date(1997, 9, 30)  # 39 weeks after 1997-01-01

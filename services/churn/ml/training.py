@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from services.churn.model import Calibrator, ChurnModel, FeatureSpec, LinearPart
+from services.churn.ml.features import event_spec, snapshots
+from services.churn.ml.model import Calibrator, ChurnModel, FeatureSpec, LinearPart
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -335,13 +336,11 @@ def train_events(
     """The from-events model: point-in-time snapshots at ``cutoffs`` (each label window must end inside
     the data), GBT (+LR blend when it helps on validation), BG/NBD parameters of the last cutoff kept
     for serving P(alive)."""
-    from services.churn.features import event_spec, snapshots
-
     snap = snapshots(histories, cutoffs, label_days, progress=progress)
     spec = event_spec()
     X = spec.matrix(snap.rows)
     # Only the latest cutoff's BG/NBD parameters are used online, where "as of" is later still.
-    params = snap.params.to_dict() if snap.params is not None else None
+    params = snap.params.as_dict() if snap.params is not None else None
     result = fit_model(
         X,
         snap.labels,

@@ -8,15 +8,15 @@ customer id is in the test split before fitting (2,817 rows remain), so the test
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from services.churn.model import FeatureSpec
-from services.churn.training import FitResult, evaluate, fit_model
+from services.churn.ml.model import FeatureSpec
+from services.churn.ml.training import FitResult, evaluate, fit_linear, fit_model
+from shared.datasets import package_file
 
 TELCO_SERVICES = (
     "phoneservice",
@@ -47,17 +47,11 @@ TELCO_TEMPLATES = {
 }
 
 
-def package_dir(package: str) -> Path:
-    """Where an installed package's files are, without importing it (some of them fail to import)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed; see docs/churn.md")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def telco_files() -> tuple[Path, Path]:
-    base = package_dir("classification_model") / "datasets"
-    return base / "train.csv", base / "test.csv"
+    return (
+        package_file("classification_model", "datasets", "train.csv"),
+        package_file("classification_model", "datasets", "test.csv"),
+    )
 
 
 def read_table(path: Path | str, label: str) -> tuple[Any, np.ndarray]:
@@ -166,8 +160,6 @@ def train_table(
         X_test = fit.model.frame_matrix(engineer(test_frame))
         metrics.update(evaluate(fit.model, X_test, y_test))
         # Baseline: plain logistic regression on the raw columns (one-hot + standardised), same split.
-        from services.churn.training import fit_linear
-
         raw_train = read_table(train_path, label)[0]
         if dropped:
             raw_train = raw_train[~raw_train[id_column].isin(set(test_frame[id_column]))].reset_index(

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from services.churn import bgnbd
-from services.churn.model import FeatureSpec
+from services.churn.ml.model import FeatureSpec
+from shared.datasets import package_file
+from shared.stats import bgnbd
 
 DAY_SECONDS = 86_400.0
 
@@ -129,7 +130,7 @@ class Activity:
 
 
 def customer_features(
-    history: Sequence[Activity], as_of: float, params: bgnbd.BGNBDParams | None = None
+    history: Sequence[Activity], as_of: float, params: bgnbd.BgNbd | None = None
 ) -> dict[str, float] | None:
     """Features as of ``as_of`` from ``history`` (any order; later events ignored). None: no activity yet."""
     active_times: list[float] = []
@@ -229,7 +230,7 @@ def repeat_stats(active_days: Sequence[int], as_of: float) -> tuple[float, float
     return float(len(active_days) - 1), (active_days[-1] - first) / 7.0, max(as_of - first, 0.0) / 7.0
 
 
-def fit_bgnbd(histories: Iterable[Sequence[Activity]], as_of: float) -> bgnbd.BGNBDParams:
+def fit_bgnbd(histories: Iterable[Sequence[Activity]], as_of: float) -> bgnbd.BgNbd:
     """BG/NBD fitted on everyone's active days before ``as_of``."""
     stats = []
     for history in histories:
@@ -237,7 +238,7 @@ def fit_bgnbd(histories: Iterable[Sequence[Activity]], as_of: float) -> bgnbd.BG
         if days:
             stats.append(repeat_stats(days, as_of))
     arr = np.asarray(stats, dtype=float)
-    return bgnbd.fit(arr[:, 0], arr[:, 1], arr[:, 2])
+    return bgnbd.fit_bgnbd(arr[:, 0], arr[:, 1], arr[:, 2], solver="multistart")
 
 
 def churned_after(history: Sequence[Activity], as_of: float, label_days: float) -> int:
@@ -252,7 +253,7 @@ class SnapshotSet:
     labels: np.ndarray
     groups: np.ndarray  # customer index, so validation splits never share a customer
     cutoffs: list[float]
-    params: bgnbd.BGNBDParams | None
+    params: bgnbd.BgNbd | None
 
 
 def snapshots(
@@ -288,9 +289,7 @@ def cdnow_histories(
     path: Any = None, max_customers: int | None = None, seed: int = 0
 ) -> dict[str, list[Activity]]:
     """CDNOW master transactions (lifetimes package file) as purchase histories, keyed by customer id."""
-    from services.churn.table import package_dir
-
-    path = path or package_dir("lifetimes") / "datasets" / "CDNOW_master.txt"
+    path = path or package_file("lifetimes", "datasets", "CDNOW_master.txt")
     with open(path) as handle:
         # The master file has a header line; the 1/10 sample has an extra column (customer, id, date, qty, $).
         parsed = [line.split() for line in handle if line.strip() and line.split()[0].isdigit()]
