@@ -64,6 +64,12 @@ class ApiKeyRecord:
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes
 
+    def require(self, scopes: Iterable[str]) -> None:
+        """Forbidden (403) unless this key holds every scope given."""
+        missing = [s for s in scopes if not self.allows(s)]
+        if missing:
+            raise Forbidden(f"this API key lacks the scope(s): {', '.join(missing)}")
+
 
 class ApiKeyStore(Protocol):
     def get(self, key_id: str) -> ApiKeyRecord | None: ...
@@ -107,9 +113,7 @@ def require_scopes(*scopes: str) -> Callable[[Request], ApiKeyRecord]:
     def dependency(request: Request) -> ApiKeyRecord:
         store: ApiKeyStore = request.app.state.api_keys
         record = verify_api_key(store, request.headers.get(API_KEY_HEADER))
-        missing = [s for s in scopes if not record.allows(s)]
-        if missing:
-            raise Forbidden(f"this API key lacks the scope(s): {', '.join(missing)}")
+        record.require(scopes)
         request.state.api_key = record
         return record
 

@@ -10,7 +10,6 @@ from starlette.concurrency import run_in_threadpool
 
 from services.gateway.security import GatewayKeyStore, RateLimiter
 from shared.auth import API_KEY_HEADER, ApiKeyRecord, api_key_header, key_id_of, verify_api_key
-from shared.errors import Forbidden
 
 
 def require(*scopes: str) -> Callable[..., Awaitable[ApiKeyRecord]]:
@@ -29,9 +28,7 @@ def require(*scopes: str) -> Callable[..., Awaitable[ApiKeyRecord]]:
         else:
             record = verify_api_key(store, presented)
         limiter.take(record.key_id, store.rate_limit_of(record.key_id))
-        missing = [s for s in scopes if not record.allows(s)]
-        if missing:
-            raise Forbidden(f"this API key lacks the scope(s): {', '.join(missing)}")
+        record.require(scopes)
         request.state.api_key = record
         return record
 
