@@ -1,5 +1,6 @@
-"""What the benchmarks share: a lean keep-alive HTTP/1.1 load client (closed and open loop), percentiles,
-the load generator's own CPU share, a hello-world app as the speed baseline, waiting for /readyz."""
+"""What the benchmarks share: starting apps and the fleet (``services.fleet``'s start-up), a lean keep-alive
+HTTP/1.1 load client (closed and open loop), percentiles, the load generator's own CPU share, a hello-world
+app as the speed baseline, waiting for /readyz."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import asyncio
 import random
 import re
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+
+from services.fleet import Fleet, ServiceProcess, free_port_offset, spawn, terminate
+from services.fleet import wait_ready as wait_processes_ready
+
+BENCH_DIR = Path(__file__).resolve().parent
 
 hello_app = FastAPI()
 
@@ -17,6 +25,47 @@ hello_app = FastAPI()
 @hello_app.get("/hello")
 async def hello() -> dict[str, str]:
     return {"hello": "world"}
+
+
+def start_app(
+    name: str,
+    target: str,
+    port: int,
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    factory: bool = False,
+    app_dir: Path | None = BENCH_DIR,
+) -> ServiceProcess:
+    """A uvicorn app as its own process, started as the fleet starts its services (``services.fleet.spawn``):
+    its own process group, output to ``log_path``, dies with the bench. ``target`` is ``module:app`` in
+    bench/ (``hello_app`` here) or, with ``factory`` and ``app_dir=None``, e.g.
+    ``services.profile.app:create_app``."""
+    return spawn(name, target, port, env=env, log_path=log_path, factory=factory, app_dir=app_dir)
+
+
+def start_service(service: str, port: int, *, env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    """One fleet service (``services.<service>.app:create_app``) with the given environment."""
+    target = f"services.{service}.app:create_app"
+    return start_app(service, target, port, env=env, log_path=log_path, factory=True, app_dir=None)
+
+
+def wait_started(processes: Sequence[ServiceProcess], timeout_s: float) -> dict[str, float]:
+    """Until every process answers /readyz with 200 (seconds to ready by name); fails as soon as one exits."""
+    return wait_processes_ready(processes, timeout_s)
+
+
+def stop_apps(processes: Sequence[ServiceProcess]) -> None:
+    """SIGTERM, then SIGKILL after 25 s, as the fleet stops its services."""
+    terminate(processes)
+
+
+def start_fleet(data_dir: Path, *, port_offset: int | None = None, timeout_s: float = 600.0) -> Fleet:
+    """The whole fleet as `crm up` starts it (no demo load), ready, with data and logs under ``data_dir``, at
+    a free port offset unless one is given; stop it with ``fleet.stop()``."""
+    fleet = Fleet(data_dir=data_dir, port_offset=free_port_offset() if port_offset is None else port_offset)
+    fleet.start_ready(timeout_s)
+    return fleet
 
 
 async def wait_ready(url: str, timeout_s: float) -> bool:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,16 +55,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 def available_services() -> list[str]:
     """Services whose code exists (``services/<name>/app.py``), in start order."""
     return [name for name in SERVICE_PORTS if (PACKAGE_DIR / name / "app.py").exists()]
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the fleet runner dies, however it dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setpgrp()
 
 
 class FleetError(RuntimeError):
@@ -148,88 +140,40 @@ class Fleet:
         return env
 
     def _spawn(self, name: str) -> ServiceProcess:
-        log_path = self.data_dir / "logs" / f"{name}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
+        service = spawn(
+            name,
             f"services.{name}.app:create_app",
-            "--factory",
-            "--host",
-            self.host,
-            "--port",
-            str(self.port_of(name)),
-            "--log-level",
-            "warning",
-            "--timeout-graceful-shutdown",
-            "20",
-        ]
-        with log_path.open("ab") as output:
-            process = subprocess.Popen(
-                command,
-                env=self._environment(name),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-            )
-        log.info("service_started", service=name, port=self.port_of(name), pid=process.pid, log=str(log_path))
-        return ServiceProcess(name, self.port_of(name), process, log_path)
+            self.port_of(name),
+            env=self._environment(name),
+            log_path=self.data_dir / "logs" / f"{name}.log",
+            host=self.host,
+        )
+        log.info(
+            "service_started",
+            service=name,
+            port=service.port,
+            pid=service.process.pid,
+            log=str(service.log_path),
+        )
+        return service
 
     def wait_ready(self, timeout_s: float = 300.0, stop: threading.Event | None = None) -> dict[str, float]:
         """Poll every /readyz until 200; returns seconds to ready per service. Fails fast if one exits,
         and gives up as soon as ``stop`` is set (Ctrl-C while starting)."""
-        started = time.monotonic()
-        ready: dict[str, float] = {}
-        with httpx.Client(timeout=2.0) as client:
-            while len(ready) < len(self._processes):
-                for service in self._processes:
-                    if service.name in ready:
-                        continue
-                    if service.process.poll() is not None:
-                        raise FleetError(
-                            f"{service.name} exited with code {service.process.returncode}; "
-                            f"last lines of {service.log_path}:\n{service.log_tail()}"
-                        )
-                    try:
-                        if client.get(f"{service.url}/readyz").status_code == 200:
-                            ready[service.name] = time.monotonic() - started
-                            log.info(
-                                "service_ready", service=service.name, seconds=round(ready[service.name], 1)
-                            )
-                    except httpx.HTTPError:
-                        pass
-                if stop is not None and stop.is_set():
-                    raise FleetInterrupted("stopped while starting")
-                if time.monotonic() - started > timeout_s:
-                    waiting = [s.name for s in self._processes if s.name not in ready]
-                    raise FleetError(
-                        f"not ready after {timeout_s:.0f}s: {', '.join(waiting)} (see {self.data_dir}/logs)"
-                    )
-                if stop is not None:
-                    stop.wait(0.5)
-                else:
-                    time.sleep(0.5)
-        return ready
+        return wait_ready(self._processes, timeout_s, stop, logs=self.data_dir / "logs")
+
+    def start_ready(self, timeout_s: float = 600.0) -> dict[str, float]:
+        """:meth:`start`, then :meth:`wait_ready`; a fleet that does not get ready is stopped again."""
+        self.start()
+        try:
+            return self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """SIGTERM every service (they finish in-flight work and commit), then the broker."""
-        for service in self._processes:
-            if service.process.poll() is None:
-                try:
-                    os.killpg(service.process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 25
-        for service in self._processes:
-            try:
-                service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(service.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                service.process.wait(timeout=5)
+        terminate(self._processes)
         self._processes.clear()
         if self._broker is not None:
             self._broker.stop()
@@ -260,6 +204,133 @@ class Fleet:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- starting processes: the fleet's services, and any other uvicorn app (benches, tests) ------------------
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the fleet runner dies, however it dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+def spawn(
+    name: str,
+    target: str,
+    port: int,
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    host: str = "127.0.0.1",
+    factory: bool = True,
+    app_dir: Path | None = None,
+) -> ServiceProcess:
+    """``target`` (``module:app``, or ``module:create_app`` with ``factory``) as its own uvicorn process in its
+    own process group, output to ``log_path``, told to die with this process; SIGTERM lets it finish its
+    in-flight work (20 s)."""
+    command = [sys.executable, "-m", "uvicorn", target, "--host", host, "--port", str(port)]
+    command += ["--log-level", "warning", "--timeout-graceful-shutdown", "20"]
+    if factory:
+        command.append("--factory")
+    if app_dir is not None:
+        command += ["--app-dir", str(app_dir)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as output:
+        process = subprocess.Popen(
+            command,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+    return ServiceProcess(name, port, process, log_path)
+
+
+def wait_ready(
+    processes: Sequence[ServiceProcess],
+    timeout_s: float,
+    stop: threading.Event | None = None,
+    *,
+    logs: Path | None = None,
+) -> dict[str, float]:
+    """Poll each process's /readyz until 200; returns seconds to ready by name. Fails fast if one exits, and
+    gives up as soon as ``stop`` is set."""
+    started = time.monotonic()
+    ready: dict[str, float] = {}
+    with httpx.Client(timeout=2.0) as client:
+        while len(ready) < len(processes):
+            for service in processes:
+                if service.name in ready:
+                    continue
+                if service.process.poll() is not None:
+                    raise FleetError(
+                        f"{service.name} exited with code {service.process.returncode}; "
+                        f"last lines of {service.log_path}:\n{service.log_tail()}"
+                    )
+                try:
+                    if client.get(f"{service.url}/readyz").status_code == 200:
+                        ready[service.name] = time.monotonic() - started
+                        log.info("service_ready", service=service.name, seconds=round(ready[service.name], 1))
+                except httpx.HTTPError:
+                    pass
+            if stop is not None and stop.is_set():
+                raise FleetInterrupted("stopped while starting")
+            if time.monotonic() - started > timeout_s:
+                waiting = [s.name for s in processes if s.name not in ready]
+                where = logs or processes[0].log_path.parent
+                raise FleetError(f"not ready after {timeout_s:.0f}s: {', '.join(waiting)} (see {where})")
+            if stop is not None:
+                stop.wait(0.5)
+            else:
+                time.sleep(0.5)
+    return ready
+
+
+def terminate(processes: Sequence[ServiceProcess], grace_s: float = 25.0) -> None:
+    """SIGTERM each process group (they finish in-flight work and commit); SIGKILL what is left after
+    ``grace_s``."""
+    for service in processes:
+        if service.process.poll() is None:
+            try:
+                os.killpg(service.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    for service in processes:
+        try:
+            service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(service.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            service.process.wait(timeout=5)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_offset(ports: Iterable[int] = SERVICE_PORTS.values(), attempts: int = 100) -> int:
+    """A random offset at which every one of ``ports`` is free (two fleets on one machine, or a `crm up`
+    beside tests and benches, do not collide)."""
+    wanted = list(ports)
+    for _ in range(attempts):
+        offset = random.randrange(1000, 50000, 10)
+        if all(port_is_free(port + offset) for port in wanted):
+            return offset
+    raise FleetError("no free range of ports for a fleet")
 
 
 # Whose committed offsets say the demo is applied: (service, consumer group, topics), in the order the data

@@ -8,9 +8,7 @@ that must force a failure stalls (SIGSTOP) or kills the real process and restart
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from services.fleet import SERVICE_PORTS, DemoLoad, Fleet
+from services.fleet import DemoLoad, Fleet
+from services.fleet import free_port_offset as fleet_port_offset
 from shared.contracts import Topic
 from shared.datasets import cdnow_transactions
 from shared.kafka import EventPublisher, ensure_topics
@@ -34,23 +33,7 @@ def free_port_offset() -> int:
     """An offset at which every service port is free (``CRM_TEST_FLEET_PORT_OFFSET`` pins one), so two
     test runs on one machine, or a `crm up` beside them, do not collide."""
     pinned = os.environ.get("CRM_TEST_FLEET_PORT_OFFSET")
-    if pinned:
-        return int(pinned)
-    for _ in range(100):
-        offset = random.randrange(1000, 50000, 10)
-        ports = [port + offset for port in SERVICE_PORTS.values()]
-        if all(_port_is_free(port) for port in ports):
-            return offset
-    raise RuntimeError("no free range of ports for the test fleet")
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+    return int(pinned) if pinned else fleet_port_offset()
 
 
 DEMO_MOVIELENS_USERS = 120
@@ -130,12 +113,7 @@ def start_fleet(data_dir: Path) -> Fleet:
         os.environ.setdefault(name, value)  # the children inherit them (Fleet copies os.environ)
     os.environ.pop("CRM_KAFKA_BOOTSTRAP", None)
     fleet = Fleet(data_dir=data_dir, port_offset=free_port_offset())
-    fleet.start()
-    try:
-        fleet.wait_ready(600)
-    except BaseException:
-        fleet.stop()
-        raise
+    fleet.start_ready(600)
     return fleet
 
 
