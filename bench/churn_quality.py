@@ -5,8 +5,9 @@ rows are duplicated in train.csv), tune and calibrate on a validation split carv
 ROC-AUC, Brier and a reliability table on test.csv, next to a logistic-regression baseline.
 
 CDNOW: cutoff T0 = 90 days before the data ends; label = no purchase in (T0, T0 + 90 days]. Training
-rows are point-in-time snapshots at earlier cutoffs whose label windows end by T0. Baseline: BG/NBD
-fitted on data up to T0, 1 - P(alive) as the churn score, same customers.
+rows are point-in-time snapshots at earlier cutoffs whose label windows end by T0. Baselines on the same
+customers, each a churn score (higher = more likely to churn): BG/NBD fitted on data up to T0, scored as
+1 - P(alive) and as minus its expected purchases in the label window; days since the last purchase.
 
     .venv/bin/python bench/churn_quality.py [--tune-events]
 """
@@ -122,11 +123,17 @@ def cdnow(label_days: float, tune: bool) -> dict[str, float]:
     age = np.array([r["tenure_days"] for r in test.rows]) / 7.0
     t_x = np.maximum(age - np.array([r["recency_days"] for r in test.rows]) / 7.0, 0.0)
     expected = bgnbd.expected_transactions(params, label_days / 7.0, x, t_x, age)
+    recency = np.array([r["recency_days"] for r in test.rows])
     out = {
         "cdnow_auc": roc_auc(y, p),
         "cdnow_brier": brier(y, p),
+        # Churn scores, higher = more likely to churn (y = 1: no purchase in the label window).
         "cdnow_palive_auc": roc_auc(y, 1.0 - palive),
         "cdnow_bgnbd_expected_auc": roc_auc(y, -expected),
+        "cdnow_recency_auc": roc_auc(y, recency),
+        # Why 1 - P(alive) ranks below chance: BG/NBD gives P(alive) = 1 to every customer without a repeat
+        # purchase, and most churners are such customers.
+        "cdnow_churners_without_repeat_share": float(np.mean(x[y == 1] == 0)),
         "cdnow_customers": float(len(y)),
         "cdnow_churn_rate": float(y.mean()),
         "cdnow_train_rows": float(model.metrics["snapshot_rows"]),
