@@ -67,6 +67,6 @@ def create_key(fleet: RunningFleet, *scopes: str) -> str:
     return str(created.json()["key"])
 
 
-def gateway_get(fleet: RunningFleet, path: str, **params: object) -> httpx.Response:
+def gateway_get(fleet: RunningFleet, path: str, **params: str | int | float | None) -> httpx.Response:
     with fleet.client() as client:
         return client.get(path, params=params)

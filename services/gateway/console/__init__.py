@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.console.api import PublicApi
+from services.gateway.console.inbox import router as inbox_router
 from services.gateway.console.live import LiveEvents
 from services.gateway.console.pages import SignInNeeded, to_sign_in
 from services.gateway.console.router import router
@@ -20,6 +21,7 @@ STATIC = Path(__file__).parent / "static"
 def mount_console(app: FastAPI, kafka: KafkaSettings) -> None:
     """Serve the console's pages and static files from ``app``; its ``/v1`` calls go through ``app``."""
     app.include_router(router)
+    app.include_router(inbox_router)
     app.add_exception_handler(SignInNeeded, to_sign_in)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.state.console_api = PublicApi(app)

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import Depends, Form, Request
+from fastapi import Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from services.gateway.console import views
+from services.gateway.console import inbox_views, views
 from services.gateway.console.api import Answer, PublicApi
 from services.gateway.console.session import (
     CSRF_FIELD,
@@ -33,6 +33,7 @@ templates = Jinja2Templates(
     env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
 )
 templates.env.filters.update(views.FILTERS)
+templates.env.filters.update(inbox_views.FILTERS)
 templates.env.globals.update(csrf_field=CSRF_FIELD, csrf_header=CSRF_HEADER)
 
 
@@ -48,6 +49,8 @@ async def signed_in(request: Request) -> ConsoleUser:
 
 
 User = Annotated[ConsoleUser, Depends(signed_in)]
+Band = Annotated[str, Query(pattern="^(|low|medium|high)$")]
+"""A filter on a churn band or an urgency (empty: any)."""
 
 
 async def signed_in_form(

@@ -20,6 +20,7 @@ from services.gateway.console import views
 from services.gateway.console.api import Answer
 from services.gateway.console.live import LiveEvents
 from services.gateway.console.pages import (
+    Band,
     FormUser,
     User,
     get,
@@ -313,7 +314,7 @@ async def create_segment(
 async def at_risk_page(
     request: Request,
     user: User,
-    band: Annotated[str, Query(pattern="^(|low|medium|high)$")] = "",
+    band: Band = "",
     segment: Annotated[str, Query(max_length=200)] = "",
     min_probability: Annotated[float, Query(ge=0, le=1)] = 0.5,
     offset: Annotated[int, Query(ge=0, le=1000)] = 0,
